@@ -1,0 +1,486 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// PipelineOptions configures a Pipeline. The zero value is ready to use: it
+// passes readings through unchanged and keeps nothing.
+type PipelineOptions struct {
+	// Shards is the number of goroutines that own sensor state. Zero means one per CPU.
+	Shards int
+	// QueueSize bounds the readings waiting per shard; a full queue blocks the
+	// publisher (backpressure) instead of dropping. Zero means 4096.
+	QueueSize int
+	// MaxSensors caps distinct sensor ids; new ones beyond it are rejected.
+	// Zero means 10,000.
+	MaxSensors int
+	// NewStage builds the per-shard stage (filters, detectors, alerts).
+	// Nil passes readings through unchanged.
+	NewStage func(shard int) Stage
+	// Store persists results and alerts. Nil completes commits after processing.
+	Store Store
+	// Observers see every emitted result and alert (the live stream). Never block.
+	Observers []Observer
+	// TickInterval drives Stage.Tick (silence timers). Zero means 1s.
+	TickInterval time.Duration
+	// SnapshotInterval saves stage state this often; zero means 5m. States are
+	// handed to SaveState, which is also called once at Close.
+	SnapshotInterval time.Duration
+	SaveState        func(states map[string][]byte) error
+	// Gateway is stamped on alerts that carry none.
+	Gateway string
+	// Now is the gateway clock; nil means time.Now.
+	Now        func() time.Time
+	Logger     *slog.Logger          // nil discards
+	Registerer prometheus.Registerer // nil registers nothing
+}
+
+func (o *PipelineOptions) ensureDefaults() {
+	if o.Shards <= 0 {
+		o.Shards = runtime.GOMAXPROCS(0)
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = 4096
+	}
+	if o.MaxSensors <= 0 {
+		o.MaxSensors = 10000
+	}
+	if o.TickInterval <= 0 {
+		o.TickInterval = time.Second
+	}
+	if o.SnapshotInterval <= 0 {
+		o.SnapshotInterval = 5 * time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// SensorInfo is what the pipeline knows of one sensor, copied out of its shard.
+type SensorInfo struct {
+	ID       string    `json:"id"`
+	Kind     string    `json:"kind,omitempty"`
+	Unit     string    `json:"unit,omitempty"`
+	Value    float64   `json:"value"`
+	Time     time.Time `json:"time"`
+	Readings uint64    `json:"readings"`
+	Rate     float64   `json:"rate"` // readings per second, smoothed
+	Score    float64   `json:"score"`
+	Detector string    `json:"detector,omitempty"`
+	Band     Band      `json:"band"`
+	Alerting bool      `json:"alerting"`
+	Flags    Flags     `json:"flags"`
+}
+
+// Pipeline moves readings from ingest to the per-sensor stages, storage and
+// observers. Readings are sharded by sensor id; one goroutine owns each
+// shard's state, so per-sensor order is kept and no lock is taken per reading.
+type Pipeline struct {
+	opts    PipelineOptions
+	shards  []*shard
+	seed    maphash.Seed
+	metrics *pipelineMetrics
+
+	known    sync.Map // sensor id -> struct{}
+	newMu    sync.Mutex
+	nsensors atomic.Int64
+
+	mu      sync.RWMutex // held for reading while sending to a shard; Close takes it to close queues
+	closed  bool
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	started atomic.Bool
+}
+
+// NewPipeline returns a pipeline that is not yet running; call Start.
+func NewPipeline(opts PipelineOptions) *Pipeline {
+	opts.ensureDefaults()
+	p := &Pipeline{
+		opts:    opts,
+		seed:    maphash.MakeSeed(),
+		stop:    make(chan struct{}),
+		metrics: newPipelineMetrics(opts.Registerer),
+	}
+	for i := range opts.Shards {
+		s := &shard{
+			p:       p,
+			id:      i,
+			in:      make(chan Reading, opts.QueueSize),
+			ctl:     make(chan func()),
+			sensors: make(map[string]*SensorInfo),
+		}
+		if opts.NewStage != nil {
+			s.stage = opts.NewStage(i)
+		}
+		p.shards = append(p.shards, s)
+	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "edgeagent_sensors", Help: "Distinct sensors known to the pipeline.",
+			}, func() float64 { return float64(p.nsensors.Load()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "edgeagent_pipeline_queue_depth", Help: "Readings waiting in shard queues.",
+			}, func() float64 { return float64(p.QueueDepth()) }),
+		)
+	}
+	return p
+}
+
+// Restore hands a saved sensor state to its shard's stage. Call it before
+// Start; sensors restored this way count as known.
+func (p *Pipeline) Restore(sensor string, state []byte) error {
+	if p.started.Load() {
+		return errors.New("pipeline: restore after start")
+	}
+	s := p.shardFor(sensor)
+	snap, ok := s.stage.(Snapshotter)
+	if !ok {
+		return nil
+	}
+	if err := snap.Restore(sensor, state); err != nil {
+		return fmt.Errorf("restore sensor %q: %w", sensor, err)
+	}
+	p.admit(sensor)
+	return nil
+}
+
+// Start runs the shard goroutines. They stop when Close is called.
+func (p *Pipeline) Start() {
+	if !p.started.CompareAndSwap(false, true) {
+		return
+	}
+	for _, s := range p.shards {
+		s.progress.Store(p.opts.Now().UnixNano())
+		p.wg.Go(s.run)
+	}
+}
+
+// Metrics gives the ingest side the counters it shares with the pipeline.
+func (p *Pipeline) Metrics() *pipelineMetrics { return p.metrics }
+
+// Submit hands r to its sensor's shard, blocking while that shard's queue is
+// full or until ctx ends. A reading of a new sensor beyond MaxSensors is
+// rejected with ErrTooManySensors (and counted); after Close, ErrClosed.
+// On error r.Commit has been completed, so callers need not.
+func (p *Pipeline) Submit(ctx context.Context, r Reading) error {
+	if _, ok := p.known.Load(r.Sensor); !ok && !p.admit(r.Sensor) {
+		p.metrics.reject(ReasonTooManySensors)
+		r.Commit.Done(nil) // bad input is acknowledged, not retried
+		return fmt.Errorf("sensor %q: %w (max %d)", r.Sensor, ErrTooManySensors, p.opts.MaxSensors)
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		p.metrics.reject(ReasonShuttingDown)
+		r.Commit.Done(ErrClosed)
+		return ErrClosed
+	}
+	select {
+	case p.shardFor(r.Sensor).in <- r:
+		p.metrics.received.Inc()
+		return nil
+	case <-ctx.Done():
+		r.Commit.Done(ctx.Err())
+		return ctx.Err()
+	case <-p.stop:
+		p.metrics.reject(ReasonShuttingDown)
+		r.Commit.Done(ErrClosed)
+		return ErrClosed
+	}
+}
+
+// admit registers a new sensor id if the cap allows.
+func (p *Pipeline) admit(sensor string) bool {
+	p.newMu.Lock()
+	defer p.newMu.Unlock()
+	if _, ok := p.known.Load(sensor); ok {
+		return true
+	}
+	if p.nsensors.Load() >= int64(p.opts.MaxSensors) {
+		return false
+	}
+	p.known.Store(sensor, struct{}{})
+	p.nsensors.Add(1)
+	return true
+}
+
+func (p *Pipeline) shardFor(sensor string) *shard {
+	return p.shards[maphash.String(p.seed, sensor)%uint64(len(p.shards))]
+}
+
+// QueueDepth is the number of readings waiting in all shard queues.
+func (p *Pipeline) QueueDepth() int {
+	n := 0
+	for _, s := range p.shards {
+		n += len(s.in)
+	}
+	return n
+}
+
+// Sensors returns every known sensor, sorted by id, copied from the shards.
+func (p *Pipeline) Sensors(ctx context.Context) ([]SensorInfo, error) {
+	var out []SensorInfo
+	for _, s := range p.shards {
+		err := s.do(ctx, func() {
+			for _, info := range s.sensors {
+				out = append(out, *info)
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// Inspect runs fn on the goroutine that owns sensor, with its shard's stage,
+// and waits. It returns ErrNotFound for an unknown sensor.
+func (p *Pipeline) Inspect(ctx context.Context, sensor string, fn func(info SensorInfo, st Stage)) error {
+	if _, ok := p.known.Load(sensor); !ok {
+		return fmt.Errorf("sensor %q: %w", sensor, ErrNotFound)
+	}
+	s := p.shardFor(sensor)
+	var found bool
+	err := s.do(ctx, func() {
+		info, ok := s.sensors[sensor]
+		if !ok {
+			return
+		}
+		found = true
+		fn(*info, s.stage)
+	})
+	if err == nil && !found {
+		err = fmt.Errorf("sensor %q: %w", sensor, ErrNotFound)
+	}
+	return err
+}
+
+// Stalled reports the first shard that has work queued but has not made
+// progress for longer than d: the watchdog stops pinging systemd then.
+func (p *Pipeline) Stalled(d time.Duration) error {
+	now := p.opts.Now().UnixNano()
+	for _, s := range p.shards {
+		last := s.progress.Load()
+		if len(s.in) > 0 && time.Duration(now-last) > d {
+			return fmt.Errorf("pipeline shard %d: no progress for %v with %d readings queued",
+				s.id, time.Duration(now-last).Round(time.Millisecond), len(s.in))
+		}
+	}
+	return nil
+}
+
+// Close stops intake, lets every shard drain its queue, snapshots stage state
+// and waits for the shard goroutines, or gives up when ctx ends.
+func (p *Pipeline) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	close(p.stop)
+	for _, s := range p.shards {
+		close(s.in)
+	}
+	p.mu.Unlock()
+	if !p.started.Load() {
+		return nil
+	}
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("pipeline: drain: %w", ctx.Err())
+	}
+	return p.saveState()
+}
+
+// saveState collects every shard's snapshot; shards must not be running.
+func (p *Pipeline) saveState() error {
+	if p.opts.SaveState == nil {
+		return nil
+	}
+	states := make(map[string][]byte)
+	for _, s := range p.shards {
+		s.snapshot(states)
+	}
+	if len(states) == 0 {
+		return nil
+	}
+	return p.opts.SaveState(states)
+}
+
+type shard struct {
+	p        *Pipeline
+	id       int
+	in       chan Reading
+	ctl      chan func()
+	stage    Stage
+	sensors  map[string]*SensorInfo
+	progress atomic.Int64 // unix nanos of the last loop iteration
+
+	batch   []Reading
+	results []Result
+	alerts  []Alert
+}
+
+// maxBatch bounds how many queued readings one loop iteration takes.
+const maxBatch = 512
+
+func (s *shard) run() {
+	tick := time.NewTicker(s.p.opts.TickInterval)
+	defer tick.Stop()
+	snap := time.NewTicker(s.p.opts.SnapshotInterval)
+	defer snap.Stop()
+	for {
+		select {
+		case r, ok := <-s.in:
+			if !ok {
+				return
+			}
+			s.batch = append(s.batch[:0], r)
+		drain:
+			for len(s.batch) < maxBatch {
+				select {
+				case r, ok := <-s.in:
+					if !ok {
+						break drain
+					}
+					s.batch = append(s.batch, r)
+				default:
+					break drain
+				}
+			}
+			s.process()
+		case fn := <-s.ctl:
+			fn()
+		case now := <-tick.C:
+			if s.stage != nil {
+				s.alerts = s.stage.Tick(now, s.alerts[:0])
+				s.emit(nil)
+			}
+		case <-snap.C:
+			s.periodicSnapshot()
+		}
+		s.progress.Store(s.p.opts.Now().UnixNano())
+	}
+}
+
+func (s *shard) process() {
+	s.results = s.results[:0]
+	s.alerts = s.alerts[:0]
+	for _, r := range s.batch {
+		var res Result
+		if s.stage != nil {
+			s.alerts = s.stage.Process(r, &res, s.alerts)
+		} else {
+			res = Result{Reading: r, Raw: r.Value}
+		}
+		s.track(&res)
+		s.results = append(s.results, res)
+	}
+	s.p.metrics.processed.Add(float64(len(s.batch)))
+	s.emit(s.results)
+	clear(s.batch)
+}
+
+// track updates the shard's per-sensor summary.
+func (s *shard) track(res *Result) {
+	info, ok := s.sensors[res.Sensor]
+	if !ok {
+		info = &SensorInfo{ID: res.Sensor}
+		s.sensors[res.Sensor] = info
+	}
+	if !info.Time.IsZero() {
+		if dt := res.Time.Sub(info.Time).Seconds(); dt > 0 {
+			const alpha = 0.2
+			info.Rate = (1-alpha)*info.Rate + alpha/dt
+		}
+	}
+	info.Kind, info.Unit = res.Kind, res.Unit
+	info.Value, info.Time, info.Flags = res.Value, res.Time, res.Flags
+	info.Readings++
+	info.Score, info.Detector, info.Band = res.Score, res.Detector, res.Band
+}
+
+func (s *shard) emit(results []Result) {
+	for i := range s.alerts {
+		a := &s.alerts[i]
+		if a.Gateway == "" {
+			a.Gateway = s.p.opts.Gateway
+		}
+		if info, ok := s.sensors[a.Sensor]; ok {
+			info.Alerting = a.State == AlertFiring || a.State == AlertFlapping
+		}
+	}
+	if len(results) == 0 && len(s.alerts) == 0 {
+		return
+	}
+	if st := s.p.opts.Store; st != nil {
+		st.Write(results, s.alerts)
+	} else {
+		for i := range results {
+			results[i].Commit.Done(nil)
+		}
+	}
+	for _, o := range s.p.opts.Observers {
+		o.Observe(results, s.alerts)
+	}
+}
+
+func (s *shard) snapshot(states map[string][]byte) {
+	if snap, ok := s.stage.(Snapshotter); ok {
+		snap.Snapshot(func(sensor string, state []byte) { states[sensor] = state })
+	}
+}
+
+func (s *shard) periodicSnapshot() {
+	if s.p.opts.SaveState == nil {
+		return
+	}
+	states := make(map[string][]byte)
+	s.snapshot(states)
+	if len(states) == 0 {
+		return
+	}
+	if err := s.p.opts.SaveState(states); err != nil {
+		s.p.opts.Logger.Warn("state snapshot failed", "shard", s.id, "err", err)
+	}
+}
+
+// do runs fn on the shard goroutine and waits for it.
+func (s *shard) do(ctx context.Context, fn func()) error {
+	done := make(chan struct{})
+	wrapped := func() { fn(); close(done) }
+	select {
+	case s.ctl <- wrapped:
+	case <-s.p.stop:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
