@@ -1,0 +1,343 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/edgeagent/edgeagent/agent"
+	"github.com/edgeagent/edgeagent/agent/anomaly"
+	"github.com/edgeagent/edgeagent/agent/api"
+	"github.com/edgeagent/edgeagent/agent/config"
+	"github.com/edgeagent/edgeagent/agent/ingest"
+	"github.com/edgeagent/edgeagent/agent/sim"
+	"github.com/edgeagent/edgeagent/broker"
+	"github.com/edgeagent/edgeagent/storage"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", "serve --config FILE [--simulate N] [--reset-db]", stderr)
+	cfgPath := fs.String("config", "/etc/edgeagent/edgeagent.yaml", "config file")
+	simulate := fs.Int("simulate", 0, "also run N simulated sensors publishing to the embedded broker")
+	simRate := fs.Float64("simulate-rate", 1, "readings per second per simulated sensor")
+	resetDB := fs.Bool("reset-db", false, "move an unreadable database aside and start a new one")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg.Log, stderr)
+	app := NewApp(cfg, AppOptions{Logger: logger, Simulate: *simulate, SimulateRate: *simRate, ResetDB: *resetDB})
+	if err := app.Start(ctx); err != nil {
+		return errors.Join(err, app.Close())
+	}
+	<-ctx.Done()
+	logger.Info("shutting down")
+	return app.Close()
+}
+
+func newLogger(c config.LogConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	ho := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+// AppOptions are the process-level settings of an App that are not in the config file.
+type AppOptions struct {
+	Logger       *slog.Logger
+	Simulate     int     // simulated sensors publishing to the embedded broker
+	SimulateRate float64 // readings per second per simulated sensor
+	ResetDB      bool
+	// ShutdownTimeout bounds Close; zero means 10s.
+	ShutdownTimeout time.Duration
+}
+
+// App is a running agent: every component, started in dependency order and
+// stopped in reverse.
+type App struct {
+	cfg  config.Config
+	opts AppOptions
+	log  *slog.Logger
+	reg  *prometheus.Registry
+
+	store    *storage.DB
+	pipeline *agent.Pipeline
+	intake   *agent.Intake
+	broker   *broker.Broker
+	external *broker.External
+	api      *api.Server
+	http     *http.Server
+	httpLn   net.Listener
+	simStop  context.CancelFunc
+	bg       sync.WaitGroup
+	started  time.Time
+}
+
+// NewApp returns an App for cfg; nothing runs until Start.
+func NewApp(cfg config.Config, opts AppOptions) *App {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 10 * time.Second
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return &App{cfg: cfg, opts: opts, log: opts.Logger, reg: reg}
+}
+
+// Registry is the App's metrics registry.
+func (a *App) Registry() *prometheus.Registry { return a.reg }
+
+// Start opens storage, starts the pipeline, the broker (or the external
+// subscriber), the HTTP server and the simulator, and returns once every
+// listener is bound. On error the caller must still call Close.
+func (a *App) Start(ctx context.Context) error {
+	a.started = time.Now()
+	cfg := a.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	dbPath := filepath.Join(cfg.DataDir, "edgeagent.db")
+	if a.opts.ResetDB {
+		if moved, err := storage.ResetFile(dbPath); err != nil {
+			return err
+		} else if moved != "" {
+			a.log.Warn("database moved aside", "path", dbPath, "moved_to", moved)
+		}
+	}
+	var err error
+	a.store, err = storage.Open(dbPath, storage.Options{
+		CommitInterval:  cfg.Storage.CommitInterval,
+		RawRetention:    cfg.Storage.RawRetention,
+		RollupRetention: cfg.Storage.RollupRetention,
+		MaxRawPerSensor: cfg.Storage.MaxRawPerSensor,
+		MaxBytes:        int64(cfg.Storage.MaxBytes),
+		Outbox:          cfg.Upstream.URL != "",
+		OutboxMaxBytes:  int64(cfg.Upstream.OutboxMaxBytes),
+		OutboxMaxAge:    cfg.Upstream.OutboxMaxAge,
+		Gateway:         cfg.GatewayID,
+		Logger:          a.log.With("component", "storage"),
+		Registerer:      a.reg,
+	})
+	if err != nil {
+		return err
+	}
+
+	rules, err := anomaly.RulesFromConfig(cfg.Rules)
+	if err != nil {
+		return err
+	}
+	engineMetrics := anomaly.NewMetrics(a.reg)
+	a.pipeline = agent.NewPipeline(agent.PipelineOptions{
+		Shards:     cfg.Pipeline.Shards,
+		QueueSize:  cfg.Pipeline.QueueSize,
+		MaxSensors: cfg.Ingest.MaxSensors,
+		NewStage: func(int) agent.Stage {
+			return anomaly.NewEngine(anomaly.Options{Rules: rules, Gateway: cfg.GatewayID, Metrics: engineMetrics})
+		},
+		Store:      a.store,
+		SaveState:  a.store.SaveState,
+		Gateway:    cfg.GatewayID,
+		Logger:     a.log.With("component", "pipeline"),
+		Registerer: a.reg,
+	})
+	if err := a.store.LoadState(a.pipeline.Restore); err != nil {
+		a.log.Warn("detector state not restored", "err", err)
+	}
+	a.pipeline.Start()
+
+	dec, err := ingest.New(ingest.FromConfig(cfg.Ingest))
+	if err != nil {
+		return err
+	}
+	a.pipeline.Metrics().Counted(ingest.ReasonNames()...)
+	a.intake = agent.NewIntake(a.pipeline, dec, cfg.MQTT.AckTimeout)
+	handler := func(ctx context.Context, m broker.Message) error {
+		return a.intake.Ingest(ctx, agent.Message{
+			Topic: m.Topic, Payload: m.Payload, ClientID: m.ClientID,
+			Durable: m.QoS > 0, Retained: m.Retained,
+		})
+	}
+
+	if cfg.MQTT.Embedded {
+		a.broker, err = broker.New(brokerOptions(cfg.MQTT, handler, a.log, a.reg))
+		if err != nil {
+			return err
+		}
+		if err := a.broker.Start(ctx); err != nil {
+			return err
+		}
+	} else {
+		password, err := readSecret(cfg.MQTT.External.PasswordFile, "mqtt.external.password_file")
+		if err != nil {
+			return err
+		}
+		clientID := cfg.MQTT.External.ClientID
+		if clientID == "" {
+			clientID = "edgeagent-" + cfg.GatewayID
+		}
+		a.external, err = broker.NewExternal(broker.ExternalOptions{
+			URL: cfg.MQTT.External.URL, ClientID: clientID, Username: cfg.MQTT.External.Username,
+			Password: password, Topics: cfg.MQTT.External.Topics, QoS: byte(cfg.MQTT.External.QoS),
+			Handler: handler, Logger: a.log.With("component", "external"), Registerer: a.reg,
+		})
+		if err != nil {
+			return err
+		}
+		if err := a.external.Start(ctx); err != nil {
+			return err
+		}
+	}
+
+	a.api = api.New(api.Options{
+		Checks:   a.readyChecks(),
+		Gatherer: a.reg,
+		Logger:   a.log.With("component", "http"),
+	})
+	if cfg.HTTP.Listen != "" {
+		a.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen)
+		if err != nil {
+			return fmt.Errorf("http.listen: %w", err)
+		}
+		a.http = &http.Server{
+			Handler:           a.api,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       cfg.HTTP.ReadTimeout,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		}
+		a.bg.Go(func() {
+			if err := a.http.Serve(a.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error("http server stopped", "err", err)
+			}
+		})
+	}
+
+	if a.opts.Simulate > 0 {
+		if a.broker == nil {
+			return errors.New("--simulate needs mqtt.embedded: true")
+		}
+		sctx, cancel := context.WithCancel(context.Background())
+		a.simStop = cancel
+		a.bg.Go(func() {
+			err := sim.Run(sctx, sim.Options{
+				Broker:  "tcp://" + a.broker.Addr("tcp").String(),
+				Sensors: a.opts.Simulate, Rate: a.opts.SimulateRate,
+				ClientID: "edgeagent-simulator",
+				Logger:   a.log.With("component", "simulator"),
+			})
+			if err != nil {
+				a.log.Error("simulator stopped", "err", err)
+			}
+		})
+	}
+	a.log.Info("edgeagent started", "version", version, "gateway", cfg.GatewayID,
+		"mqtt", a.MQTTAddr(), "http", a.HTTPAddr(), "data", dbPath)
+	return nil
+}
+
+func (a *App) readyChecks() map[string]api.Check {
+	checks := map[string]api.Check{
+		"storage":  a.store.Ready,
+		"pipeline": func() error { return a.pipeline.Stalled(10 * time.Second) },
+	}
+	if a.broker != nil {
+		checks["broker"] = a.broker.Ready
+	}
+	if a.external != nil {
+		checks["external_broker"] = a.external.Ready
+	}
+	return checks
+}
+
+// MQTTAddr is the embedded broker's TCP address, or "" without one.
+func (a *App) MQTTAddr() string {
+	if a.broker == nil {
+		return ""
+	}
+	if addr := a.broker.Addr("tcp"); addr != nil {
+		return addr.String()
+	}
+	return ""
+}
+
+// HTTPAddr is the bound HTTP address, or "" when HTTP is off.
+func (a *App) HTTPAddr() string {
+	if a.httpLn == nil {
+		return ""
+	}
+	return a.httpLn.Addr().String()
+}
+
+// Close stops intake first (simulator, broker), drains the pipeline into
+// storage, flushes and closes storage, then HTTP; all within ShutdownTimeout.
+func (a *App) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), a.opts.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	if a.simStop != nil {
+		a.simStop()
+	}
+	if a.broker != nil {
+		errs = append(errs, a.broker.Close())
+	}
+	if a.external != nil {
+		errs = append(errs, a.external.Close())
+	}
+	if a.pipeline != nil {
+		errs = append(errs, a.pipeline.Close(ctx))
+	}
+	if a.store != nil {
+		errs = append(errs, a.store.Close())
+	}
+	if a.http != nil {
+		errs = append(errs, a.http.Shutdown(ctx))
+	}
+	a.bg.Wait()
+	return errors.Join(errs...)
+}
+
+func brokerOptions(c config.MQTTConfig, h broker.Handler, log *slog.Logger, reg prometheus.Registerer) broker.Options {
+	users := make([]broker.User, len(c.Users))
+	for i, u := range c.Users {
+		users[i] = broker.User{Username: u.Username, PasswordHash: u.PasswordHash, Publish: u.Publish, Subscribe: u.Subscribe}
+	}
+	return broker.Options{
+		Listen: c.Listen, TLSListen: c.TLSListen, WSListen: c.WSListen,
+		TLSCert: c.TLSCert, TLSKey: c.TLSKey,
+		AllowAnonymous: c.AllowAnonymous, Users: users,
+		MaxClients: c.MaxClients, MaxPacket: int(c.MaxPacket), ConnectTimeout: c.ConnectTimeout,
+		Handler: h, Logger: log.With("component", "broker"), Registerer: reg,
+	}
+}
+
+// readSecret reads a password file; key names the config key for errors.
+func readSecret(path, key string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", key, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
