@@ -19,6 +19,12 @@ const (
 	Stuck   Anomaly = "stuck"
 	Drift   Anomaly = "drift"
 	Silence Anomaly = "silence" // the sensor stops publishing
+
+	LevelShift  Anomaly = "level_shift"  // the level jumps and stays
+	NoiseBurst  Anomaly = "noise_burst"  // the noise grows several-fold
+	Dropout     Anomaly = "dropout"      // the sensor reads zero
+	Saturation  Anomaly = "saturation"   // the reading is pegged at full scale
+	PatternLoss Anomaly = "pattern_loss" // the daily cycle and machine states vanish
 )
 
 // profile is the physics of one kind of sensor.
@@ -52,6 +58,7 @@ type Sensor struct {
 	until    time.Time
 	stuckAt  float64
 	drift    float64
+	shift    float64
 	last     float64
 	// AnomalyRate is the chance per reading that an anomaly starts. Zero: none.
 	AnomalyRate float64
@@ -75,6 +82,9 @@ func NewSensor(i int, seed uint64) *Sensor {
 func (s *Sensor) Inject(a Anomaly, t time.Time, d time.Duration) {
 	s.anomaly, s.until = a, t.Add(d)
 	s.stuckAt, s.drift = s.last, 0
+	if a == LevelShift {
+		s.shift = s.spikeSize() / 2
+	}
 }
 
 // Active reports the anomaly in force at t.
@@ -105,6 +115,16 @@ func (s *Sensor) Next(t time.Time) (float64, bool) {
 		v += s.drift
 	case Silence:
 		return v, false
+	case LevelShift:
+		v += s.shift
+	case NoiseBurst:
+		v += s.rng.NormFloat64() * (5*s.p.std + 0.05*math.Abs(s.p.daily) + 0.02*s.p.onLevel)
+	case Dropout:
+		v = 0
+	case Saturation:
+		v = s.p.base + 2*math.Abs(s.p.daily) + 1.2*s.p.onLevel + 20*s.p.std
+	case PatternLoss:
+		v = s.p.base + s.rng.NormFloat64()*s.p.std
 	}
 	s.last = v
 	return v, true
