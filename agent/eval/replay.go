@@ -43,6 +43,9 @@ type ReplayOptions struct {
 	Logger *slog.Logger
 }
 
+// DefaultWorkers is the number of series Replay runs in parallel by default.
+func DefaultWorkers() int { return runtime.GOMAXPROCS(0) }
+
 func (o *ReplayOptions) ensureDefaults() {
 	if o.Detector == "" {
 		o.Detector = "edgeagent"
