@@ -13,7 +13,7 @@ TEST_DEPS := /usr/sbin/mosquitto:mosquitto /usr/bin/mosquitto_pub:mosquitto-clie
 	/usr/bin/chromium:chromium /usr/bin/qemu-aarch64-static:qemu-user-static \
 	/usr/bin/systemd-analyze:systemd
 
-.PHONY: help build run test test-short deps bench lint cross clean
+.PHONY: help build run test test-short deps bench lint cross clean eval
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -57,3 +57,18 @@ cross: ## Static binaries for Pi-class boards in dist/
 
 clean: ## Remove build output
 	rm -rf bin dist
+
+# The NAB corpus and the simulated corpora live beside the repository (../shared/nab);
+# a git worktree under <main>/../wt/<name> finds it one level further up.
+SHARED  ?= $(firstword $(wildcard ../shared ../../shared))
+EVAL_DETECTOR ?= auto
+EVAL_OUT ?= eval-results
+
+
+eval: build ## Replay the full NAB corpus through the default detector and print the NAB score table
+	@test -d "$(SHARED)/nab/data" || { echo "NAB corpus not found: set SHARED=path/to/shared"; exit 1; }
+	./bin/edgeagent eval --data $(SHARED)/nab/data --labels $(SHARED)/nab/labels/combined_windows.json \
+		--out $(EVAL_OUT) --detector $(EVAL_DETECTOR)
+	@rm -rf $(EVAL_OUT)/sim-b && ./bin/edgeagent simulate --export $(EVAL_OUT)/sim-b --seed 2 >/dev/null
+	./bin/edgeagent eval --data $(EVAL_OUT)/sim-b/data --labels $(EVAL_OUT)/sim-b/labels/combined_windows.json \
+		--detector $(EVAL_DETECTOR)
