@@ -40,8 +40,8 @@ type listener struct {
 
 var _ listeners.Listener = (*listener)(nil)
 
-func (l *listener) ID() string       { return l.id }
-func (l *listener) Address() string  { return l.ln.Addr().String() }
+func (l *listener) ID() string              { return l.id }
+func (l *listener) Address() string         { return l.ln.Addr().String() }
 func (l *listener) Init(*slog.Logger) error { return nil }
 
 func (l *listener) Protocol() string {
