@@ -25,6 +25,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/bcrypt"
 )
 
 const waitLong = 10 * time.Second
@@ -94,7 +95,7 @@ func newClient(url, id string, opts ...clientOpt) (paho.Client, chan error) {
 	lost := make(chan error, 1)
 	o := paho.NewClientOptions().AddBroker(url).SetClientID(id).
 		SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true).
-		SetConnectTimeout(5 * time.Second).SetProtocolVersion(4).
+		SetConnectTimeout(waitLong).SetProtocolVersion(4).
 		SetConnectionLostHandler(func(_ paho.Client, err error) { lost <- err })
 	for _, f := range opts {
 		f(o)
@@ -286,13 +287,27 @@ func TestBroker_otherSubscribersReceiveSensorTopics(t *testing.T) {
 	}
 }
 
+// hashT hashes with the minimum bcrypt cost: -race makes cost 10 take seconds.
 func hashT(t testing.TB, pw string) string {
 	t.Helper()
-	h, err := HashPassword(pw)
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return h
+	return string(h)
+}
+
+func TestHashPassword(t *testing.T) {
+	h, err := HashPassword("s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cost, err := bcrypt.Cost([]byte(h)); err != nil || cost != HashCost {
+		t.Errorf("Cost(%q) = %d, %v; want %d", h, cost, err, HashCost)
+	}
+	if bcrypt.CompareHashAndPassword([]byte(h), []byte("s3cret")) != nil {
+		t.Error("hash does not verify its password")
+	}
 }
 
 func TestBroker_auth(t *testing.T) {
