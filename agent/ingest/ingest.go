@@ -7,6 +7,22 @@
 // The package is pure: no I/O, no goroutines, no package state. A Decoder is
 // immutable once built and safe for concurrent use.
 //
+// # Topic templates
+//
+// A template is an MQTT topic filter whose levels may be placeholders; each is
+// a whole level:
+//
+//	literal   matches that exact level
+//	+         matches any one level (not captured)
+//	{sensor}  matches any one level and captures it as the sensor id; {kind} as the kind
+//	{sensor+} matches one or more levels and captures them joined by "/"
+//	#         last level only: matches zero or more levels (not captured)
+//
+// A template has at most one {name+} or #. As in MQTT, a topic starting with
+// '$' matches only a template whose first level is a literal. Templates are
+// tried in order and the first match decodes the message; a topic no template
+// matches gives ErrNoMatch.
+//
 // # Payloads
 //
 // Format "json" takes a JSON document:

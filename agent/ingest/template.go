@@ -5,18 +5,7 @@ import (
 	"strings"
 )
 
-// A topic template is an MQTT topic filter whose levels may also be
-// placeholders: "sensors/{sensor}/{kind}". Every placeholder is a whole level:
-//
-//	literal   matches that exact level
-//	+         matches any one level (not captured)
-//	{name}    matches any one level and captures it (possibly empty, as "a//b" has)
-//	{name+}   matches one or more levels and captures them joined by "/"
-//	#         last level only: matches zero or more levels (not captured)
-//
-// A template has at most one {name+} or #. Known names are sensor and kind. As
-// in MQTT, a topic starting with '$' only matches a template whose first level
-// is a literal.
+// template.go: topic templates; the syntax is in the package doc.
 
 type levelKind uint8
 
