@@ -169,13 +169,12 @@ func (d *Auto) Band() (agent.Band, bool) {
 	if d.n <= int64(d.p.Warmup) {
 		return agent.Band{}, false
 	}
-	s := d.val.sigma(&d.p) * d.p.Threshold
-	return agent.Band{Lo: d.val.loc - s, Hi: d.val.loc + s}, true
+	return band(d.val.loc, d.val.sigma(&d.p)*d.p.Threshold), true
 }
 
 func (d *Auto) Baseline() agent.Baseline {
-	return agent.Baseline{Mean: d.bLoc, StdDev: d.bSigma,
-		Lo: d.bLoc - d.p.Threshold*d.bSigma, Hi: d.bLoc + d.p.Threshold*d.bSigma, N: d.n}
+	b := band(d.bLoc, d.p.Threshold*d.bSigma)
+	return agent.Baseline{Mean: d.bLoc, StdDev: d.bSigma, Lo: b.Lo, Hi: b.Hi, N: d.n}
 }
 
 func (d *Auto) AppendReason(dst []byte) []byte {

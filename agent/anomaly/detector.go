@@ -151,6 +151,25 @@ func zScore(z, th float64) float64 {
 	return s
 }
 
+// band returns center ± half, with both ends kept finite so it can be
+// drawn and JSON-encoded whatever the statistics did.
+func band(center, half float64) agent.Band {
+	if !finite(center) {
+		center = 0
+	}
+	if !(half >= 0) {
+		half = 0
+	}
+	lo, hi := center-half, center+half
+	if !finite(lo) {
+		lo = -math.MaxFloat64
+	}
+	if !finite(hi) {
+		hi = math.MaxFloat64
+	}
+	return agent.Band{Lo: lo, Hi: hi}
+}
+
 func clamp01(x float64) float64 {
 	if !(x > 0) {
 		return 0

@@ -156,8 +156,7 @@ func (d *rateDet) Band() (agent.Band, bool) {
 	if d.dt == 0 {
 		return agent.Band{}, false
 	}
-	w := d.limit * d.dt
-	return agent.Band{Lo: d.prev - w, Hi: d.prev + w}, true
+	return band(d.prev, d.limit*d.dt), true
 }
 
 func (d *rateDet) Baseline() agent.Baseline {

@@ -90,12 +90,12 @@ func (d *zscoreDet) Band() (agent.Band, bool) {
 	if d.n < d.warm {
 		return agent.Band{}, false
 	}
-	sd := math.Sqrt(d.vari)
-	return agent.Band{Lo: d.mean - d.th*sd, Hi: d.mean + d.th*sd}, true
+	return band(d.mean, d.th*math.Sqrt(d.vari)), true
 }
 
 func (d *zscoreDet) Baseline() agent.Baseline {
-	return agent.Baseline{Mean: d.bm, StdDev: d.bsd, Lo: d.bm - d.th*d.bsd, Hi: d.bm + d.th*d.bsd, N: d.n}
+	b := band(d.bm, d.th*d.bsd)
+	return agent.Baseline{Mean: d.bm, StdDev: d.bsd, Lo: b.Lo, Hi: b.Hi, N: d.n}
 }
 
 func (d *zscoreDet) AppendReason(dst []byte) []byte {
@@ -205,7 +205,7 @@ func (d *madDet) stats() (med, scale float64) {
 	n := len(s)
 	med = s[n/2]
 	if n%2 == 0 {
-		med = (s[n/2-1] + s[n/2]) / 2
+		med = s[n/2-1]/2 + s[n/2]/2 // no overflow near ±MaxFloat64
 	}
 	c := sort.SearchFloat64s(s, med) // s[:c] < med <= s[c:]
 	mad := kthDev(s, c, med, n/2)
@@ -216,6 +216,9 @@ func (d *madDet) stats() (med, scale float64) {
 	if scale == 0 {
 		m := d.sum / float64(n)
 		scale = math.Sqrt(max(0, d.sumsq/float64(n)-m*m))
+		if !finite(scale) { // sums overflowed: the range is a safe bound
+			scale = s[n-1]/2 - s[0]/2
+		}
 	}
 	return med, scale
 }
@@ -251,11 +254,12 @@ func (d *madDet) Band() (agent.Band, bool) {
 	if !d.warm() {
 		return agent.Band{}, false
 	}
-	return agent.Band{Lo: d.med - d.th*d.scale, Hi: d.med + d.th*d.scale}, true
+	return band(d.med, d.th*d.scale), true
 }
 
 func (d *madDet) Baseline() agent.Baseline {
-	return agent.Baseline{Mean: d.med, StdDev: d.scale, Lo: d.med - d.th*d.scale, Hi: d.med + d.th*d.scale, N: int64(len(d.srt))}
+	b := band(d.med, d.th*d.scale)
+	return agent.Baseline{Mean: d.med, StdDev: d.scale, Lo: b.Lo, Hi: b.Hi, N: int64(len(d.srt))}
 }
 
 func (d *madDet) AppendReason(dst []byte) []byte {
