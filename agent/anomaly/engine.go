@@ -217,7 +217,7 @@ func (e *Engine) Process(r agent.Reading, res *agent.Result, alerts []agent.Aler
 	}
 	if s.silence != nil && !s.inWheel {
 		if dl := s.silence.deadline(); dl != 0 {
-			e.wheel.add(s, dl)
+			e.wheel.add(s, dl, arr)
 		}
 	}
 	return alerts
@@ -234,7 +234,7 @@ func (e *Engine) Tick(now time.Time, alerts []agent.Alert) []agent.Alert {
 			continue // learning; Process re-adds it
 		}
 		if n < dl {
-			e.wheel.add(s, dl) // a reading moved the deadline: lazy reschedule
+			e.wheel.add(s, dl, n) // a reading moved the deadline: lazy reschedule
 			continue
 		}
 		sl.score = s.silence.check(n)
@@ -243,9 +243,9 @@ func (e *Engine) Tick(now time.Time, alerts []agent.Alert) []agent.Alert {
 		}
 		switch {
 		case sl.lc.st == stPending:
-			e.wheel.add(s, n+max(int64(sl.p.For)-(n-sl.lc.since), int64(time.Second)))
+			e.wheel.add(s, n+max(int64(sl.p.For)-(n-sl.lc.since), int64(time.Second)), n)
 		case sl.lc.st == stFiring && sl.p.Repeat > 0:
-			e.wheel.add(s, sl.lc.lastSent+int64(sl.p.Repeat))
+			e.wheel.add(s, sl.lc.lastSent+int64(sl.p.Repeat), n)
 		}
 	}
 	e.wheel.finish(n)
@@ -408,7 +408,7 @@ func (e *Engine) Restore(id string, state []byte) error {
 	}
 	if s.silence != nil && !s.inWheel {
 		if dl := s.silence.deadline(); dl != 0 {
-			e.wheel.add(s, dl)
+			e.wheel.add(s, dl, e.now().UnixNano())
 		}
 	}
 	return nil

@@ -7,7 +7,8 @@ import "time"
 // moves its deadline it stays where it is and is rescheduled lazily when
 // its slot comes due, so Process costs O(1) and Tick O(due sensors + slots
 // passed). Deadlines beyond the wheel's span are parked in its last slot
-// and re-checked.
+// and re-checked. If the gateway clock steps back, deadlines fire late by
+// the step; a step forward fires everything due at the next Tick.
 type wheel struct {
 	slots [wheelSlots]*sensor
 	cur   int64 // last tick processed (Unix seconds); 0 before the first Tick
@@ -21,14 +22,16 @@ const (
 	wheelRes   = int64(time.Second)
 )
 
-func (w *wheel) add(s *sensor, deadline int64) {
+// add schedules s for deadline; now is the gateway time (Unix ns).
+func (w *wheel) add(s *sensor, deadline, now int64) {
+	if w.cur == 0 {
+		w.cur = now/wheelRes - 1
+	}
 	k := deadline / wheelRes
 	if deadline%wheelRes != 0 {
 		k++ // due at the first tick at or after the deadline
 	}
-	if w.cur != 0 {
-		k = min(max(k, w.cur+1), w.cur+wheelSlots-1)
-	}
+	k = min(max(k, w.cur+1), w.cur+wheelSlots-1)
 	i := k % wheelSlots
 	if i < 0 {
 		i += wheelSlots
