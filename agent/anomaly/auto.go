@@ -174,7 +174,7 @@ func (d *Auto) Band() (agent.Band, bool) {
 
 func (d *Auto) Baseline() agent.Baseline {
 	b := band(d.bLoc, d.p.Threshold*d.bSigma)
-	return agent.Baseline{Mean: d.bLoc, StdDev: d.bSigma, Lo: b.Lo, Hi: b.Hi, N: d.n}
+	return agent.Baseline{Mean: d.bLoc, StdDev: d.bSigma, Lo: b.Lo, Hi: b.Hi, N: max(d.n-1, 0)} // readings before the last
 }
 
 func (d *Auto) AppendReason(dst []byte) []byte {

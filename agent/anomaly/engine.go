@@ -13,6 +13,7 @@ package anomaly
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -258,7 +259,7 @@ func (e *Engine) emit(alerts []agent.Alert, s *sensor, sl *slot, ev event, t int
 	l := &sl.lc
 	if ev == evFiring || ev == evFlapping {
 		l.id = uuid.Must(uuid.NewV7())
-		l.base = sl.det.Baseline()
+		l.base = finiteBaseline(sl.det.Baseline())
 		e.buf = sl.det.AppendReason(e.buf[:0])
 		if ev == evFlapping {
 			e.buf = append(e.buf, " (flapping: "...)
@@ -295,6 +296,22 @@ func (e *Engine) emit(alerts []agent.Alert, s *sensor, sl *slot, ev event, t int
 		a.Reason = string(e.buf)
 	}
 	return append(alerts, a)
+}
+
+// finiteBaseline keeps an alert JSON-encodable whatever the statistics did
+// near ±MaxFloat64.
+func finiteBaseline(b agent.Baseline) agent.Baseline {
+	for _, x := range [...]*float64{&b.Mean, &b.StdDev, &b.Lo, &b.Hi} {
+		switch {
+		case math.IsNaN(*x):
+			*x = 0
+		case math.IsInf(*x, 1):
+			*x = math.MaxFloat64
+		case math.IsInf(*x, -1):
+			*x = -math.MaxFloat64
+		}
+	}
+	return b
 }
 
 // SensorState is a copy of one sensor's detector states, for the API.

@@ -284,6 +284,54 @@ func TestEngine_thresholdFor(t *testing.T) {
 	}
 }
 
+func TestEngine_Inspect(t *testing.T) {
+	e := mustEngine(t, Options{Rules: []Rule{{Name: "hot", Sensor: "*",
+		Detectors: []DetectorSpec{{Type: TypeThreshold, Min: f64(0), Max: f64(60)}, {Type: TypeZScore, Warmup: 5}},
+		Alert:     AlertParams{For: time.Minute}}}})
+	f := &feed{t: t, e: e}
+	for i := range 10 {
+		f.at("s", t0.Add(time.Duration(i)*time.Second), 20+float64(i%2))
+	}
+	f.at("s", t0.Add(10*time.Second), 70)
+	st, ok := e.Inspect("s")
+	if !ok || st.Value != 70 || st.Raw != 70 || !st.LastTime.Equal(t0.Add(10*time.Second)) || len(st.Detectors) != 2 {
+		t.Fatalf("Inspect = %+v, %v", st, ok)
+	}
+	th, z := st.Detectors[0], st.Detectors[1]
+	if th.Name != "threshold" || th.Score != 1 || th.State != "pending" || th.AlertID != "" || !th.Since.Equal(t0.Add(10*time.Second)) ||
+		th.Band != (agent.Band{Lo: 0, Hi: 60}) || !th.HasBand || th.Reason != "value 70 above 60 for 0s" {
+		t.Errorf("threshold state %+v", th)
+	}
+	if z.Type != TypeZScore || !z.HasBand || z.Score < 0.8 || !strings.HasPrefix(z.Reason, "z=") || z.Baseline.N != 10 {
+		t.Errorf("zscore state %+v", z)
+	}
+	f.at("s", t0.Add(80*time.Second), 70)
+	st, _ = e.Inspect("s")
+	if th := st.Detectors[0]; th.State != "firing" || th.AlertID != f.alerts[0].ID {
+		t.Errorf("after for: %+v, alerts %+v", th, f.alerts)
+	}
+}
+
+func TestEngine_silenceRepeatAndFor(t *testing.T) {
+	e := mustEngine(t, Options{Rules: []Rule{{Name: "r", Sensor: "*",
+		Detectors: []DetectorSpec{{Type: TypeSilence, After: time.Minute, For: durp(30 * time.Second)}},
+		Alert:     AlertParams{Repeat: 10 * time.Minute}}}})
+	f := &feed{t: t, e: e}
+	f.at("s", t0, 1)
+	for s := 1; s <= 1800; s++ {
+		f.tick(t0.Add(time.Duration(s) * time.Second))
+	}
+	// silent at 60s, firing at 90s, repeated at 690s and 1290s
+	if !eq(f.states(""), "firing", "firing", "firing") {
+		t.Fatalf("alerts %+v", f.alerts)
+	}
+	for i, want := range []time.Duration{90, 690, 1290} {
+		if a := f.alerts[i]; !a.UpdatedAt.Equal(t0.Add(want*time.Second)) || a.ID != f.alerts[0].ID {
+			t.Errorf("alert %d at %v id %s", i, a.UpdatedAt.Sub(t0), a.ID)
+		}
+	}
+}
+
 func durp(d time.Duration) *time.Duration { return &d }
 
 func TestEngine_clampAndDeadband(t *testing.T) {

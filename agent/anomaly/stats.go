@@ -95,7 +95,7 @@ func (d *zscoreDet) Band() (agent.Band, bool) {
 
 func (d *zscoreDet) Baseline() agent.Baseline {
 	b := band(d.bm, d.th*d.bsd)
-	return agent.Baseline{Mean: d.bm, StdDev: d.bsd, Lo: b.Lo, Hi: b.Hi, N: d.n}
+	return agent.Baseline{Mean: d.bm, StdDev: d.bsd, Lo: b.Lo, Hi: b.Hi, N: max(d.n-1, 0)} // readings before the last
 }
 
 func (d *zscoreDet) AppendReason(dst []byte) []byte {
