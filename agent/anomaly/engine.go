@@ -160,7 +160,10 @@ func (e *Engine) newSensor(id, kind, unit string, r *compiled) *sensor {
 
 // Process runs r through its sensor's filters and detectors, fills res and
 // appends any alert transitions. It allocates only for a new sensor or an
-// emitted alert.
+// emitted alert. A reading a deadband filter suppresses (res.Suppressed)
+// still runs through the detectors; only its emission downstream stops.
+// A reading with no Arrived time gets Options.Now; one stamped before 2001
+// while Arrived is sane is re-stamped with Arrived (agent.FlagRestamped).
 func (e *Engine) Process(r agent.Reading, res *agent.Result, alerts []agent.Alert) []agent.Alert {
 	if r.Arrived.IsZero() {
 		r.Arrived = e.now()

@@ -3,6 +3,8 @@ package anomaly
 import (
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -515,5 +517,63 @@ func BenchmarkEngine_Process(b *testing.B) {
 				i++
 			}
 		})
+	}
+}
+
+// BenchmarkEngine_newSensor reports the heap held per sensor of the
+// default rule (bytes/sensor) and the cost of creating one.
+func BenchmarkEngine_newSensor(b *testing.B) {
+	e := mustEngine(b, Options{})
+	var res agent.Result
+	ids := make([]string, 0, 1<<16)
+	for i := range cap(ids) {
+		ids = append(ids, "sensor/"+strconv.Itoa(i))
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	n := 0
+	for b.Loop() {
+		if n == len(ids) {
+			e = mustEngine(b, Options{})
+			n = 0
+		}
+		e.Process(agent.Reading{Sensor: ids[n], Value: 1, Time: t0, Arrived: t0}, &res, nil)
+		n++
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if n > 1000 {
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "bytes/sensor")
+	}
+	runtime.KeepAlive(e)
+}
+
+// BenchmarkEngine_Tick: 10,000 sensors of the default rule reading every
+// 10s; one op is one second of gateway time (readings, then Tick).
+func BenchmarkEngine_Tick(b *testing.B) {
+	e := mustEngine(b, Options{})
+	const sensors = 10000
+	ids := make([]string, sensors)
+	for i := range ids {
+		ids[i] = "s" + strconv.Itoa(i)
+	}
+	var res agent.Result
+	alerts := make([]agent.Alert, 0, 64)
+	sec := 0
+	step := func() {
+		now := t0.Add(time.Duration(sec) * time.Second)
+		for i := sec % 10; i < sensors; i += 10 {
+			alerts = e.Process(agent.Reading{Sensor: ids[i], Value: float64(i % 7), Time: now, Arrived: now}, &res, alerts[:0])
+		}
+		alerts = e.Tick(now, alerts[:0])
+		sec++
+	}
+	for range 100 {
+		step()
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		step()
 	}
 }
