@@ -36,6 +36,7 @@ func (db *DB) retain(tx *bolt.Tx, ob *outboxDelta) (retentionResult, error) {
 	now := db.opts.Now()
 	inUse := tx.Size() - int64(db.bolt.Stats().FreeAlloc)
 	overBytes := inUse > int64(trimHigh*float64(db.opts.MaxBytes))
+	db.log.Debug("storage retention step", "in_use", inUse, "tx_size", tx.Size(), "free", db.bolt.Stats().FreeAlloc, "over", overBytes)
 
 	rawCut := tsKey(nil, now.Add(-db.opts.RawRetention))
 	rb := tx.Bucket(bucketReadings)
@@ -112,12 +113,24 @@ func (db *DB) retain(tx *bolt.Tx, ob *outboxDelta) (retentionResult, error) {
 		res.evicted = n
 	}
 	if overBytes && budget > 0 {
-		n, err := db.trimOldest(rb, sensors, budget)
+		n, err := db.trimOldest(rb, sensors, budget, true)
 		if err != nil {
 			return res, err
 		}
 		budget -= n
 		res.trimmed = n
+		if n == 0 { // no raw readings left: the oldest rollups go next
+			names := make([]string, len(rsensors))
+			for i, s := range rsensors {
+				names[i] = string(s)
+			}
+			n, err := db.trimOldest(rlb, names, budget, false)
+			if err != nil {
+				return res, err
+			}
+			budget -= n
+			res.trimmed += n
+		}
 	}
 	res.behind = budget == 0
 	return res, nil
@@ -143,9 +156,10 @@ func deleteOldest(b *bolt.Bucket, max int, stop func(k []byte, deleted int) bool
 	return n, nil
 }
 
-// trimOldest deletes up to budget of the oldest raw readings across all
-// sensors, oldest first, in chunks of at most 1000 from one sensor.
-func (db *DB) trimOldest(rb *bolt.Bucket, sensors []string, budget int) (int, error) {
+// trimOldest deletes up to budget of the oldest keys across the sensor
+// buckets under rb, oldest first, in chunks of at most 1000 from one sensor.
+// raw says rb holds raw readings (whose counts the writer tracks).
+func (db *DB) trimOldest(rb *bolt.Bucket, sensors []string, budget int, raw bool) (int, error) {
 	total := 0
 	for budget > 0 {
 		var oldest []byte
@@ -153,6 +167,9 @@ func (db *DB) trimOldest(rb *bolt.Bucket, sensors []string, budget int) (int, er
 		var ob *bolt.Bucket
 		for _, s := range sensors {
 			b := rb.Bucket([]byte(s))
+			if b == nil {
+				continue
+			}
 			if k, _ := b.Cursor().First(); k != nil && (oldest == nil || bytes.Compare(k, oldest) < 0) {
 				oldest, name, ob = bytes.Clone(k), s, b
 			}
@@ -167,7 +184,9 @@ func (db *DB) trimOldest(rb *bolt.Bucket, sensors []string, budget int) (int, er
 		if n == 0 {
 			break
 		}
-		db.w.counts[name] -= n
+		if raw {
+			db.w.counts[name] -= n
+		}
 		budget -= n
 		total += n
 	}
@@ -212,11 +231,12 @@ func (db *DB) retentionDone(r retentionResult) {
 
 // retentionOnly runs a retention step in its own transaction, committed only
 // if it deleted something (an empty commit would still cost two fsyncs).
-func (db *DB) retentionOnly() {
+// It returns the number of raw readings deleted.
+func (db *DB) retentionOnly() int {
 	tx, err := db.bolt.Begin(true)
 	if err != nil {
 		db.retentionFailed(err)
-		return
+		return 0
 	}
 	var ob outboxDelta
 	start := time.Now()
@@ -224,16 +244,16 @@ func (db *DB) retentionOnly() {
 	if err != nil {
 		_ = tx.Rollback()
 		db.retentionFailed(err)
-		return
+		return 0
 	}
 	if res.deleted() == 0 {
 		_ = tx.Rollback()
 		db.retentionDone(res)
-		return
+		return 0
 	}
 	if err := tx.Commit(); err != nil {
 		db.retentionFailed(err)
-		return
+		return 0
 	}
 	db.retentionDone(res)
 	db.readyErr.Store(nil)
@@ -242,6 +262,7 @@ func (db *DB) retentionOnly() {
 	db.countPages()
 	db.applyOutbox(ob)
 	db.updateFileSize()
+	return res.rawExpired + res.trimmed
 }
 
 func (db *DB) retentionFailed(err error) {

@@ -56,8 +56,8 @@ type writerState struct {
 	nextRet  time.Time // when the next retention pass is due (wall clock)
 	behind   bool      // the last retention pass hit its chunk limit
 	pageByte int64     // bbolt TxStats.PageAlloc after the last commit
-	keyBuf   []byte
-	valBuf   []byte
+	inUse    int64     // bytes of pages in use after the last commit
+	arena    arena
 	roll     map[rollKey]*rollupAgg
 }
 
@@ -231,6 +231,13 @@ func (db *DB) run() {
 			if closing {
 				return
 			}
+			// Pay retention debt before the next batch, one short
+			// transaction at a time, until it deleted as many raw readings
+			// as the batch added: producers feel it as backpressure and
+			// the file stays within its budget.
+			for debt := len(b.results); db.w.behind && debt > 0 && !db.w.failing; {
+				debt -= db.retentionOnly()
+			}
 			continue
 		}
 		if !now.Before(db.w.nextRet) || db.w.behind {
@@ -265,7 +272,7 @@ func (db *DB) commit(b *batch) {
 	var ob outboxDelta
 	var raw int
 	var ret retentionResult
-	runRetention := !start.Before(w.nextRet) || w.behind
+	runRetention := !start.Before(w.nextRet) || w.behind || db.overBudget()
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		var err error
 		if raw, err = db.putResults(tx, b.results); err != nil {
@@ -319,6 +326,12 @@ func (db *DB) commit(b *batch) {
 	close(b.done)
 }
 
+// overBudget reports whether the pages in use after the last commit exceed
+// trimHigh of MaxBytes (bbolt's stats are updated when a write tx closes).
+func (db *DB) overBudget() bool {
+	return db.w.inUse > int64(trimHigh*float64(db.opts.MaxBytes))
+}
+
 func (db *DB) countPages() {
 	st := db.bolt.Stats()
 	pa := st.TxStats.GetPageAlloc()
@@ -327,6 +340,16 @@ func (db *DB) countPages() {
 		db.m.bytesWritten.Add(float64(d + int64(db.bolt.Info().PageSize)))
 	}
 	db.w.pageByte = pa
+	if hwm := db.highWater(); hwm > 0 {
+		db.w.inUse = hwm - int64(st.FreeAlloc)
+	}
+}
+
+// highWater is the end of the last page in use (what tx.Size reports).
+func (db *DB) highWater() int64 {
+	var n int64
+	_ = db.bolt.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	return n
 }
 
 func (db *DB) commitFailed(b *batch, alerts []agent.Alert, err error) {
@@ -398,9 +421,10 @@ func (db *DB) putResults(tx *bolt.Tx, rs []agent.Result) (int, error) {
 		if err != nil {
 			return written, err
 		}
-		w.keyBuf = readingKey(w.keyBuf[:0], ts, seq)
-		w.valBuf = encodeReading(w.valBuf[:0], r)
-		if err := cur.Put(w.keyBuf, w.valBuf); err != nil {
+		// bbolt keeps the slices given to Put until the commit: no reuse
+		key := w.arena.take(readingKey(w.arena.buf(), ts, seq))
+		val := w.arena.take(encodeReading(w.arena.buf(), r))
+		if err := cur.Put(key, val); err != nil {
 			return written, fmt.Errorf("sensor %q: put reading: %w", r.Sensor, err)
 		}
 		w.counts[r.Sensor]++
@@ -474,16 +498,15 @@ func (db *DB) noteSensor(tx *bolt.Tx, r *agent.Result) error {
 // putRollups merges the batch's per-minute aggregates into the rollups bucket.
 func (db *DB) putRollups(tx *bolt.Tx) error {
 	rb := tx.Bucket(bucketRollups)
-	var key [8]byte
 	for k, a := range db.w.roll {
 		b, err := rb.CreateBucketIfNotExists([]byte(k.sensor))
 		if err != nil {
 			return fmt.Errorf("sensor %q: rollup bucket: %w", k.sensor, err)
 		}
 		b.FillPercent = fillPercent
-		binary.BigEndian.PutUint64(key[:], k.minute)
+		key := binary.BigEndian.AppendUint64(make([]byte, 0, 8), k.minute)
 		agg := *a
-		if v := b.Get(key[:]); v != nil {
+		if v := b.Get(key); v != nil {
 			old, err := decodeRollup(v)
 			if err != nil {
 				return fmt.Errorf("sensor %q: rollup %x: %w", k.sensor, key, err)
@@ -491,8 +514,7 @@ func (db *DB) putRollups(tx *bolt.Tx) error {
 			old.merge(agg)
 			agg = old
 		}
-		db.w.valBuf = agg.encode(db.w.valBuf[:0])
-		if err := b.Put(key[:], db.w.valBuf); err != nil {
+		if err := b.Put(key, agg.encode(make([]byte, 0, rollupValueLen))); err != nil {
 			return fmt.Errorf("sensor %q: put rollup: %w", k.sensor, err)
 		}
 	}
@@ -547,3 +569,28 @@ func (db *DB) putAlerts(tx *bolt.Tx, as []agent.Alert, ob *outboxDelta) error {
 }
 
 var errNoBucket = errors.New("bucket missing")
+
+// arena hands out byte slices that stay valid until the commit (bbolt keeps
+// Put's slices), with one allocation per 64 KiB instead of two per reading.
+type arena struct{ chunk []byte }
+
+const arenaChunk = 64 << 10
+
+// buf returns an empty slice to append one record to (at most 1 KiB fits
+// without reallocation; a longer record is simply copied by take).
+func (a *arena) buf() []byte {
+	if cap(a.chunk)-len(a.chunk) < 1024 {
+		a.chunk = make([]byte, 0, arenaChunk)
+	}
+	return a.chunk[len(a.chunk):]
+}
+
+// take claims b, which was appended to the slice from buf.
+func (a *arena) take(b []byte) []byte {
+	free := a.chunk[len(a.chunk):cap(a.chunk)]
+	if len(b) > 0 && len(b) <= len(free) && &b[0] == &free[0] {
+		a.chunk = a.chunk[:len(a.chunk)+len(b)]
+		return b[:len(b):len(b)]
+	}
+	return b // it outgrew the chunk and was reallocated by append
+}
