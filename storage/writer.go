@@ -209,7 +209,8 @@ func (db *DB) run() {
 		b := db.cur
 		closing := db.closing
 		now := time.Now()
-		pending := !b.empty() || len(db.w.held) > 0
+		empty, first, waiters := b.empty(), b.first, b.waiters
+		pending := !empty || len(db.w.held) > 0
 		due := closing || b.waiters > 0 || len(b.results) >= db.opts.MaxBatch ||
 			(!b.empty() && now.Sub(b.first) >= db.opts.CommitInterval)
 		if len(db.w.held) > 0 && b.empty() && b.waiters == 0 {
@@ -223,7 +224,7 @@ func (db *DB) run() {
 		db.mu.Unlock()
 
 		if due {
-			if pending || b.waiters > 0 {
+			if pending || waiters > 0 {
 				db.commit(b)
 			} else {
 				close(b.done)
@@ -246,8 +247,8 @@ func (db *DB) run() {
 		}
 
 		wait := db.w.nextRet.Sub(now)
-		if !b.empty() {
-			wait = min(wait, b.first.Add(db.opts.CommitInterval).Sub(now))
+		if !empty {
+			wait = min(wait, first.Add(db.opts.CommitInterval).Sub(now))
 		}
 		timer.Reset(max(wait, 0))
 		select {
