@@ -13,6 +13,7 @@ const (
 	reasonOutboxEvicted = "outbox_evicted" // rollup-lane outbox entries over bytes/age
 	reasonRawRetention  = "raw_retention"  // raw readings past RawRetention or MaxRawPerSensor
 	reasonByteBudget    = "byte_budget"    // raw readings trimmed for MaxBytes
+	reasonInvalid       = "invalid"        // empty sensor or alert id, unencodable alert, >65536 readings at one time
 )
 
 type metrics struct {
@@ -27,7 +28,7 @@ type metrics struct {
 	outboxBytes     prometheus.Gauge
 
 	dropCommitFailed, dropClosed, dropAlertOverflow, dropOutboxEvicted,
-	dropRawRetention, dropByteBudget prometheus.Counter
+	dropRawRetention, dropByteBudget, dropInvalid prometheus.Counter
 }
 
 // newMetrics registers on reg; with a nil reg the metrics work but are not
@@ -77,5 +78,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		dropOutboxEvicted: dropped.WithLabelValues(reasonOutboxEvicted),
 		dropRawRetention:  dropped.WithLabelValues(reasonRawRetention),
 		dropByteBudget:    dropped.WithLabelValues(reasonByteBudget),
+		dropInvalid:       dropped.WithLabelValues(reasonInvalid),
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -721,5 +722,39 @@ func TestDeps(t *testing.T) {
 	re := regexp.MustCompile(`(?m)^github\.com/edgeagent/edgeagent/(agent/|broker)\S*`)
 	if dep := re.FindString(string(out)); dep != "" {
 		t.Errorf("storage imports %q", dep)
+	}
+}
+
+// TestDB_Write_invalid: bad input is rejected alone and never poisons the
+// batch it arrived in (a failing batch would be retried forever).
+func TestDB_Write_invalid(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	db := mustOpen(t, "", storage.Options{Registerer: reg})
+	bad := agent.NewCommit(1)
+	r := res("", t0, 1)
+	r.Commit = bad
+	good := agent.NewCommit(1)
+	g := res("a", t0, 2)
+	g.Commit = good
+	nan := alert("nan", "a", agent.AlertFiring, t0)
+	nan.Baseline.StdDev = math.NaN()
+	db.Write([]agent.Result{r, g}, []agent.Alert{nan, alert("", "a", agent.AlertFiring, t0), alert("ok", "a", agent.AlertFiring, t0)})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := bad.Wait(ctx); !errors.Is(err, agent.ErrInvalidReading) {
+		t.Errorf("empty sensor: Commit.Wait = %v; want ErrInvalidReading", err)
+	}
+	if err := good.Wait(ctx); err != nil {
+		t.Errorf("good reading next to bad input: Commit.Wait = %v", err)
+	}
+	got, _, _ := db.Alerts(storage.AlertQuery{})
+	if len(got) != 1 || got[0].ID != "ok" {
+		t.Errorf("Alerts = %+v; want only ok", got)
+	}
+	if n := counter(t, reg, "edgeagent_storage_dropped_total", "reason", "invalid"); n != 3 {
+		t.Errorf("dropped_total{invalid} = %v; want 3", n)
+	}
+	if err := db.Ready(); err != nil {
+		t.Errorf("Ready() = %v", err)
 	}
 }

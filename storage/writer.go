@@ -33,6 +33,9 @@ type enqueueReq struct {
 	payload []byte
 }
 
+// maxSensorLen keeps sensor ids well under bbolt's key limit.
+const maxSensorLen = 1024
+
 func newBatch() *batch { return &batch{done: make(chan struct{})} }
 
 func (b *batch) empty() bool {
@@ -59,6 +62,7 @@ type writerState struct {
 	inUse    int64     // bytes of pages in use after the last commit
 	arena    arena
 	roll     map[rollKey]*rollupAgg
+	rejected map[int]error // results of this batch that were not stored
 }
 
 // lastKey is a sensor's newest raw key; ok is false for an empty bucket.
@@ -78,6 +82,7 @@ func (w *writerState) init() {
 	w.counts = map[string]int{}
 	w.sensors = map[string]string{}
 	w.roll = map[rollKey]*rollupAgg{}
+	w.rejected = map[int]error{}
 }
 
 // forget drops the caches a rolled-back transaction may have made wrong.
@@ -120,12 +125,23 @@ func (db *DB) Write(rs []agent.Result, as []agent.Alert) {
 	}
 	b := db.cur
 	b.touch()
-	b.results = append(b.results, rs...)
-	b.alerts = append(b.alerts, as...)
 	for i := range rs {
+		if rs[i].Sensor == "" || len(rs[i].Sensor) > maxSensorLen {
+			defer rs[i].Commit.Done(fmt.Errorf("storage: sensor id %q: %w", rs[i].Sensor, agent.ErrInvalidReading))
+			db.m.dropInvalid.Inc()
+			continue
+		}
+		b.results = append(b.results, rs[i])
 		if rs[i].Commit != nil {
 			b.waiters++
 		}
+	}
+	for i := range as {
+		if as[i].ID == "" {
+			db.m.dropInvalid.Inc()
+			continue
+		}
+		b.alerts = append(b.alerts, as[i])
 	}
 	db.mu.Unlock()
 	db.kickWriter()
@@ -322,8 +338,14 @@ func (db *DB) commit(b *batch) {
 	db.applyOutbox(ob)
 	db.updateFileSize()
 	for i := range b.results {
+		if err, ok := w.rejected[i]; ok {
+			db.m.dropInvalid.Inc()
+			b.results[i].Commit.Done(err)
+			continue
+		}
 		b.results[i].Commit.Done(nil)
 	}
+	clear(w.rejected)
 	close(b.done)
 }
 
@@ -394,6 +416,7 @@ func (db *DB) putResults(tx *bolt.Tx, rs []agent.Result) (int, error) {
 		written int
 	)
 	clear(w.roll)
+	clear(w.rejected)
 	for i := range rs {
 		r := &rs[i]
 		ts := tsNano(r.Time)
@@ -419,8 +442,9 @@ func (db *DB) putResults(tx *bolt.Tx, rs []agent.Result) (int, error) {
 			}
 		}
 		seq, err := db.nextSeq(cur, r.Sensor, ts)
-		if err != nil {
-			return written, err
+		if err != nil { // 65536 readings at one time: reject this one, keep the batch
+			w.rejected[i] = err
+			continue
 		}
 		// bbolt keeps the slices given to Put until the commit: no reuse
 		key := w.arena.take(readingKey(w.arena.buf(), ts, seq))
@@ -537,12 +561,11 @@ func (db *DB) putAlerts(tx *bolt.Tx, as []agent.Alert, ob *outboxDelta) error {
 		if a.Gateway == "" {
 			a.Gateway = db.opts.Gateway
 		}
-		if a.ID == "" {
-			return fmt.Errorf("alert for sensor %q: empty id: %w", a.Sensor, agent.ErrInvalidReading)
-		}
 		v, err := json.Marshal(&a)
-		if err != nil {
-			return fmt.Errorf("alert %s: encode: %w", a.ID, err)
+		if err != nil { // NaN in a float: retrying would never succeed
+			db.log.Error("storage dropped an alert it cannot encode", "alert", a.ID, "err", err)
+			db.m.dropInvalid.Inc()
+			continue
 		}
 		key := ib.Get([]byte(a.ID))
 		if key == nil {
