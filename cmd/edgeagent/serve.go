@@ -78,17 +78,18 @@ type App struct {
 	log  *slog.Logger
 	reg  *prometheus.Registry
 
-	store    *storage.DB
-	pipeline *agent.Pipeline
-	intake   *agent.Intake
-	broker   *broker.Broker
-	external *broker.External
-	api      *api.Server
-	http     *http.Server
-	httpLn   net.Listener
-	simStop  context.CancelFunc
-	bg       sync.WaitGroup
-	started  time.Time
+	store      *storage.DB
+	pipeline   *agent.Pipeline
+	intake     *agent.Intake
+	broker     *broker.Broker
+	external   *broker.External
+	api        *api.Server
+	http       *http.Server
+	httpLn     net.Listener
+	simStop    context.CancelFunc
+	statusStop context.CancelFunc
+	bg         sync.WaitGroup
+	started    time.Time
 }
 
 // NewApp returns an App for cfg; nothing runs until Start.
@@ -135,7 +136,7 @@ func (a *App) Start(ctx context.Context) error {
 		OutboxMaxBytes:  int64(cfg.Upstream.OutboxMaxBytes),
 		OutboxMaxAge:    cfg.Upstream.OutboxMaxAge,
 		Gateway:         cfg.GatewayID,
-		Logger:          a.log.With("component", "storage"),
+		Logger:          a.log, // storage adds component=storage
 		Registerer:      a.reg,
 	})
 	if err != nil {
@@ -258,6 +259,9 @@ func (a *App) Start(ctx context.Context) error {
 			}
 		})
 	}
+	sctx, stopStatus := context.WithCancel(context.Background())
+	a.statusStop = stopStatus
+	a.bg.Go(func() { a.reportStatus(sctx, 10*time.Second) })
 	a.log.Info("edgeagent started", "version", version, "gateway", cfg.GatewayID,
 		"mqtt", a.MQTTAddr(), "http", a.HTTPAddr(), "data", dbPath)
 	return nil
@@ -304,6 +308,9 @@ func (a *App) Close() error {
 	var errs []error
 	if a.simStop != nil {
 		a.simStop()
+	}
+	if a.statusStop != nil {
+		a.statusStop()
 	}
 	if a.broker != nil {
 		errs = append(errs, a.broker.Close())
