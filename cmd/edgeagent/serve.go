@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -117,7 +116,7 @@ func (a *App) Start(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
-	dbPath := filepath.Join(cfg.DataDir, "edgeagent.db")
+	dbPath := cfg.Storage.Path(cfg.DataDir)
 	if a.opts.ResetDB {
 		if moved, err := storage.ResetFile(dbPath); err != nil {
 			return err
@@ -127,17 +126,19 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	var err error
 	a.store, err = storage.Open(dbPath, storage.Options{
-		CommitInterval:  cfg.Storage.CommitInterval,
-		RawRetention:    cfg.Storage.RawRetention,
-		RollupRetention: cfg.Storage.RollupRetention,
-		MaxRawPerSensor: cfg.Storage.MaxRawPerSensor,
-		MaxBytes:        int64(cfg.Storage.MaxBytes),
-		Outbox:          cfg.Upstream.URL != "",
-		OutboxMaxBytes:  int64(cfg.Upstream.OutboxMaxBytes),
-		OutboxMaxAge:    cfg.Upstream.OutboxMaxAge,
-		Gateway:         cfg.GatewayID,
-		Logger:          a.log, // storage adds component=storage
-		Registerer:      a.reg,
+		CommitInterval:   cfg.Storage.CommitInterval,
+		MaxBatch:         cfg.Storage.MaxBatch,
+		MaxPendingAlerts: cfg.Storage.MaxPendingAlerts,
+		RawRetention:     cfg.Storage.RawRetention,
+		RollupRetention:  cfg.Storage.RollupRetention,
+		MaxRawPerSensor:  cfg.Storage.MaxRawPerSensor,
+		MaxBytes:         int64(cfg.Storage.MaxBytes),
+		Outbox:           cfg.Upstream.URL != "",
+		OutboxMaxBytes:   int64(cfg.Upstream.OutboxMaxBytes),
+		OutboxMaxAge:     cfg.Upstream.OutboxMaxAge,
+		Gateway:          cfg.GatewayID,
+		Logger:           a.log, // storage adds component=storage
+		Registerer:       a.reg,
 	})
 	if err != nil {
 		return err
@@ -160,11 +161,12 @@ func (a *App) Start(ctx context.Context) error {
 			e, _ := anomaly.New(engineOpts) // checked above: same options, same result
 			return e
 		},
-		Store:      a.store,
-		SaveState:  a.store.SaveState,
-		Gateway:    cfg.GatewayID,
-		Logger:     a.log.With("component", "pipeline"),
-		Registerer: a.reg,
+		Store:            a.store,
+		SnapshotInterval: cfg.Storage.SnapshotInterval,
+		SaveState:        a.store.SaveState,
+		Gateway:          cfg.GatewayID,
+		Logger:           a.log.With("component", "pipeline"),
+		Registerer:       a.reg,
 	})
 	if err := a.store.LoadState(a.pipeline.Restore); err != nil {
 		a.log.Warn("detector state not restored", "err", err)
