@@ -7,29 +7,64 @@ import (
 	"github.com/edgeagent/edgeagent/agent"
 )
 
-// AutoParams are every tunable of the auto detector, in one place so the
-// anomaly-quality work (edgeagent eval on NAB) can tune them without
-// touching the code. DefaultAutoParams holds the defaults; the zero value
-// is not usable.
+// Features of the auto detector, in the order of AutoParams.Weights.
+const (
+	autoLevel  = iota // value against a robust EW level
+	autoDiff          // first difference against the typical change
+	autoFast          // short EW mean of the values against its own baseline (sustained shifts)
+	autoSlow          // value against a slow level (drifts, long-term novelty)
+	autoVolume        // short EW mean of log|difference| (noise bursts, variance changes)
+	autoDaily         // value against a time-of-day profile (loss of the daily pattern)
+	autoFeatures
+)
+
+var autoFeatureNames = [autoFeatures]string{"level", "change", "short-term mean", "long-term level", "volatility", "daily profile"}
+
+// AutoParams are every tunable of the auto detector, in one place. The
+// defaults were tuned on the NAB corpus and checked on simulated gateway
+// corpora (docs/anomaly-quality.md); DefaultAutoParams holds them. The zero
+// value is not usable.
 type AutoParams struct {
-	// Threshold is the combined robust |z| that scores 0.8 (the default
-	// alert open level).
+	// Threshold is the novelty ratio that scores 0.8 (the default alert
+	// open level): a ratio r of 1 means the reading is as unusual as the
+	// most unusual reading of the recent past.
 	Threshold float64
-	// Alpha is the per-reading weight of the level statistics (location
-	// and scale of the values); DiffAlpha that of the first differences.
-	// While warming up the weight is max(Alpha, 1/n), a plain running
-	// mean, so estimates converge quickly however small Alpha is.
-	Alpha, DiffAlpha float64
-	// DiffWeight multiplies the z of the first difference before it is
-	// combined with the value z (0 ignores differences).
-	DiffWeight float64
-	// Clip bounds a residual to Clip·scale before it moves the location
-	// (Huber-style), ScaleClip before it moves the scale. ScaleClip > Clip
-	// lets the scale grow after a real level shift, so alerts resolve.
+	// Warmup is the number of readings that only initialise the
+	// statistics; Quiet the number of readings before auto scores at all
+	// (the peaks are learnt from PeakStart on).
+	Warmup, Quiet int
+	// Alphas are the per-reading weights of each feature's robust location
+	// and scale (index: the feature). Smooth is the weight of the short
+	// EW mean of the values (autoFast); VolSmooth that of log|difference|
+	// (autoVolume).
+	Alphas            [autoFeatures]float64
+	Smooth, VolSmooth float64
+	// Weights enable the features (0 turns one off). A feature's z is
+	// divided by its own decaying peak, so a weight only matters against
+	// PeakFloor.
+	Weights [autoFeatures]float64
+	// Clip bounds a residual to Clip·σ before it moves a location,
+	// ScaleClip before it moves the scale.
 	Clip, ScaleClip float64
-	// Warmup is the number of readings before auto scores at all.
-	Warmup int
-	// RelFloor and AbsFloor bound the scale from below at
+	// PeakDecay is the per-reading decay of each feature's peak |z|;
+	// PeakFloor its floor; peaks are learnt only after PeakStart readings
+	// (the first estimates are noisy).
+	PeakDecay, PeakFloor float64
+	PeakStart            int
+	// After a reading with ratio above HoldoffAt, the next Holdoff readings
+	// score HoldoffFactor times less: one incident, one high score.
+	Holdoff                  int
+	HoldoffAt, HoldoffFactor float64
+	// DiffFloor bounds the scale of differences from below at DiffFloor
+	// times the scale of the values.
+	DiffFloor float64
+	// DailyBins is the number of time-of-day bins of the daily profile
+	// (at most 96); the profile's feature counts only while its residuals
+	// are below DailyGate times the spread of the values (the sensor has a
+	// daily pattern).
+	DailyBins int
+	DailyGate float64
+	// RelFloor and AbsFloor bound each scale from below at
 	// RelFloor·|location| + AbsFloor (quantised or constant sensors).
 	RelFloor, AbsFloor float64
 }
@@ -37,15 +72,26 @@ type AutoParams struct {
 // DefaultAutoParams returns the defaults of the auto detector.
 func DefaultAutoParams() AutoParams {
 	return AutoParams{
-		Threshold:  5,
-		Alpha:      0.01,
-		DiffAlpha:  0.02,
-		DiffWeight: 0.8,
-		Clip:       3,
-		ScaleClip:  6,
-		Warmup:     20,
-		RelFloor:   1e-4,
-		AbsFloor:   1e-9,
+		Threshold:     1.2,
+		Warmup:        20,
+		Quiet:         150,
+		Alphas:        [autoFeatures]float64{0.0099, 0.01366, 0.00706, 0.00022, 0.00263, 0.1},
+		Smooth:        0.168,
+		VolSmooth:     0.0368,
+		Weights:       [autoFeatures]float64{1.5, 0, 0.167, 1.36, 0.39, 0.189},
+		Clip:          2.5686,
+		ScaleClip:     2.089,
+		PeakDecay:     0.9999,
+		PeakFloor:     1,
+		PeakStart:     50,
+		Holdoff:       64,
+		HoldoffAt:     1.03,
+		HoldoffFactor: 0.622,
+		DiffFloor:     0.0173,
+		DailyBins:     48,
+		DailyGate:     0.475,
+		RelFloor:      1e-4,
+		AbsFloor:      1e-9,
 	}
 }
 
@@ -59,59 +105,89 @@ func (p AutoParams) validate() error {
 	for _, c := range []struct {
 		n string
 		x float64
-	}{{"threshold", p.Threshold}, {"alpha", p.Alpha}, {"diff_alpha", p.DiffAlpha}, {"clip", p.Clip}, {"scale_clip", p.ScaleClip}} {
+	}{{"threshold", p.Threshold}, {"smooth", p.Smooth}, {"vol_smooth", p.VolSmooth}, {"clip", p.Clip},
+		{"scale_clip", p.ScaleClip}, {"peak_decay", p.PeakDecay}, {"peak_floor", p.PeakFloor}, {"holdoff_at", p.HoldoffAt}} {
 		if err := pos(c.n, c.x); err != nil {
 			return err
 		}
 	}
-	if p.Alpha >= 1 || p.DiffAlpha >= 1 {
-		return fmt.Errorf("auto: alpha: must be below 1")
+	for i := range autoFeatures {
+		if err := pos("alphas["+autoFeatureNames[i]+"]", p.Alphas[i]); err != nil {
+			return err
+		}
+		if p.Alphas[i] >= 1 || !(p.Weights[i] >= 0) {
+			return fmt.Errorf("auto: %s: alpha must be below 1 and weight not negative", autoFeatureNames[i])
+		}
 	}
-	if p.DiffWeight < 0 || p.RelFloor < 0 || p.AbsFloor < 0 || p.Warmup < 2 {
-		return fmt.Errorf("auto: diff_weight, rel_floor, abs_floor must not be negative and warmup at least 2")
+	if p.Smooth >= 1 || p.VolSmooth >= 1 || p.PeakDecay > 1 {
+		return fmt.Errorf("auto: smooth, vol_smooth must be below 1, peak_decay at most 1")
+	}
+	if p.DiffFloor < 0 || p.RelFloor < 0 || p.AbsFloor < 0 || p.Warmup < 2 || p.Quiet < 0 || p.Holdoff < 0 ||
+		p.HoldoffFactor < 0 || p.HoldoffFactor > 1 || p.DailyGate < 0 {
+		return fmt.Errorf("auto: diff_floor, rel_floor, abs_floor, holdoff, daily_gate must not be negative, holdoff_factor in [0,1], warmup at least 2")
+	}
+	if p.DailyBins < 1 || p.DailyBins > autoMaxBins {
+		return fmt.Errorf("auto: daily_bins: %d must be in 1..%d", p.DailyBins, autoMaxBins)
 	}
 	return nil
 }
 
-// ewRobust is a robust exponentially weighted location and scale: the
-// location moves by a clipped residual, the scale tracks the clipped mean
-// absolute deviation (×1.2533, σ for Gaussian noise).
-type ewRobust struct {
-	loc, mad float64
+const autoMaxBins = 96
+
+// autoFeat is a robust exponentially weighted location and scale of one
+// input and the decaying peak of its z.
+type autoFeat struct {
+	loc, mad, peak float64
 }
 
 const madToSigma = 1.2533
 
-func (e *ewRobust) sigma(p *AutoParams) float64 {
+func (e *autoFeat) sigma(p *AutoParams) float64 {
 	return max(madToSigma*e.mad, p.RelFloor*math.Abs(e.loc)+p.AbsFloor)
 }
 
-func (e *ewRobust) learn(r, a, sigma float64, p *AutoParams) {
+func (e *autoFeat) learn(x, a, sigma float64, p *AutoParams) {
+	r := x - e.loc
 	lc, ls := p.Clip*sigma, p.ScaleClip*sigma
-	rl := min(max(r, -lc), lc)
-	ra := min(math.Abs(r), ls)
-	e.loc += a * rl
-	e.mad += a * (ra - e.mad)
+	e.loc += a * min(max(r, -lc), lc)
+	e.mad += a * (min(math.Abs(r), ls) - e.mad)
 }
 
-// Auto is the default ensemble detector: it needs no tuning. It scores
-// each reading by the larger of two robust z-scores, of the value against
-// a robust EW level and of the first difference against the typical
-// change, so it catches spikes, level shifts and sudden noise; its band is
-// level ± Threshold·σ. O(1) per reading, about 150 bytes of state.
+func (e *autoFeat) warm(x, n float64) {
+	r := x - e.loc
+	e.loc += r / n
+	e.mad += (math.Abs(r) - e.mad) / n
+}
+
+// Auto is the default detector: it needs no tuning. It computes robust
+// z-scores of several features of the stream (the value against a fast and
+// a slow level, the first difference, a short-term mean, the volatility and,
+// for sensors with a daily pattern, the value against its time-of-day
+// profile), divides each by the largest z that feature produced in the
+// recent past (a decaying peak: an adaptive threshold per sensor and
+// feature), and scores the largest ratio. After a high score it holds off
+// for a while, so an incident gives one early high score rather than a
+// burst. O(1) per reading, no allocation, about 500 bytes of state.
 type Auto struct {
 	p AutoParams
 
-	n         int64
-	last      float64
-	val, diff ewRobust
+	n       int64
+	last    float64
+	fast    float64 // short EW mean of the values
+	vol     float64 // short EW mean of log|difference|
+	f       [autoFeatures]autoFeat
+	holdoff int64
+
+	daily   [autoMaxBins]float32 // time-of-day profile
+	seen    [autoMaxBins]uint16
+	dres    float64 // EW |daily residual|
+	dspread float64 // EW |value − slow level|
+	dailyPk float64
 
 	// last score's explanation
-	z, zd        float64
+	top          int
+	z, ratio     float64
 	bLoc, bSigma float64
-	dLoc, dSigma float64
-	byDiff       bool
-	lastDiff     float64
 }
 
 // NewAuto returns an auto detector with fresh state.
@@ -127,90 +203,210 @@ func (d *Auto) Params() AutoParams { return d.p }
 
 func (d *Auto) Type() string { return TypeAuto }
 
-// Update scores v and learns it. t is unused: auto works per reading.
-func (d *Auto) Update(_ int64, v float64) float64 {
+// Update scores v at reading time t (Unix ns: only the time of day is used,
+// for the daily profile) and learns it.
+func (d *Auto) Update(t int64, v float64) float64 {
 	p := &d.p
+	d.z, d.ratio = 0, 0
 	if d.n == 0 {
-		d.n, d.last = 1, v
-		d.val = ewRobust{loc: v}
+		d.n, d.last, d.fast = 1, v, v
+		for i := range d.f {
+			d.f[i] = autoFeat{loc: v}
+		}
+		d.f[autoDiff].loc = 0
 		return 0
 	}
 	diff := v - d.last
 	d.last = v
 	d.n++
 	n := float64(d.n)
-	sv, sd := d.val.sigma(p), d.diff.sigma(p)
-	rv, rd := v-d.val.loc, diff-d.diff.loc
-	d.bLoc, d.bSigma, d.dLoc, d.dSigma, d.lastDiff = d.val.loc, sv, d.diff.loc, sd, diff
-	score := 0.0
-	d.z, d.zd = 0, 0
-	if d.n > int64(p.Warmup) {
-		d.z = robustZ(rv, sv, 0)
-		d.zd = robustZ(rd, sd, 0) * p.DiffWeight
-		d.byDiff = d.zd > d.z
-		score = zScore(max(d.z, d.zd), p.Threshold)
-		d.val.learn(rv, max(p.Alpha, 1/n), sv, p)
-		d.diff.learn(rd, max(p.DiffAlpha, 1/(n-1)), sd, p)
-	} else {
-		// warm-up: plain running means, unclipped (no scale to clip by yet)
-		d.val.loc += rv / n
-		d.val.mad += (math.Abs(rv) - d.val.mad) / n
-		d.diff.loc += rd / (n - 1)
-		d.diff.mad += (math.Abs(rd) - d.diff.mad) / (n - 1)
+	d.fast += p.Smooth * (v - d.fast)
+	ld := math.Log(math.Abs(diff) + d.f[autoLevel].sigma(p)*1e-3 + 1e-12)
+	if d.n == 2 {
+		d.vol = ld
+		d.f[autoVolume].loc = ld
 	}
-	if !finite(d.val.loc) || !finite(d.val.mad) || !finite(d.diff.loc) || !finite(d.diff.mad) {
+	d.vol += p.VolSmooth * (ld - d.vol)
+	in := [autoFeatures]float64{v, diff, d.fast, v, d.vol}
+	if d.n <= int64(p.Warmup) {
+		for i := range autoDaily {
+			d.f[i].warm(in[i], n-1)
+		}
+		d.bLoc, d.bSigma = d.f[autoLevel].loc, d.f[autoLevel].sigma(p)
+		return 0
+	}
+	learnPeak := d.n > int64(p.PeakStart)
+	sv := d.f[autoLevel].sigma(p)
+	d.bLoc, d.bSigma = d.f[autoLevel].loc, sv
+	best, top, topZ := 0.0, autoLevel, 0.0
+	for i := range autoDaily {
+		if p.Weights[i] == 0 {
+			continue
+		}
+		e := &d.f[i]
+		s := e.sigma(p)
+		if i == autoDiff {
+			s = max(s, p.DiffFloor*sv)
+		}
+		z := robustZ(in[i]-e.loc, s, e.loc) * p.Weights[i]
+		if r := z / max(e.peak, p.PeakFloor); r > best {
+			best, top, topZ = r, i, z/p.Weights[i]
+		}
+		if learnPeak {
+			e.peak = max(z, e.peak*p.PeakDecay)
+		}
+		e.learn(in[i], max(p.Alphas[i], 1/n), e.sigma(p), p)
+	}
+	if p.Weights[autoDaily] > 0 {
+		if z, ok := d.learnDaily(t, v); ok {
+			z *= p.Weights[autoDaily]
+			if r := z / max(d.dailyPk, p.PeakFloor); r > best {
+				best, top, topZ = r, autoDaily, z/p.Weights[autoDaily]
+			}
+			if learnPeak {
+				d.dailyPk = max(z, d.dailyPk*p.PeakDecay)
+			}
+		}
+	}
+	if d.n <= int64(p.Quiet) {
+		best, topZ = 0, 0
+	}
+	d.top, d.z, d.ratio = top, topZ, best
+	s := best / (1 + best)
+	if d.holdoff > 0 {
+		d.holdoff--
+		s *= p.HoldoffFactor
+	} else if best > p.HoldoffAt {
+		d.holdoff = int64(p.Holdoff)
+	}
+	if !finite(d.f[autoLevel].loc) || !finite(d.f[autoLevel].mad) || !finite(d.f[autoVolume].loc) || !finite(d.f[autoSlow].loc) {
 		// only reachable near ±MaxFloat64: start over rather than carry NaN
-		d.n, d.val, d.diff = 1, ewRobust{loc: v}, ewRobust{}
+		p := d.p
+		*d = Auto{p: p}
+		return 0
 	}
-	return score
+	return d.calibrate(s)
+}
+
+// calibrate maps the internal score s = r/(1+r) (damped during hold-off)
+// monotonically onto [0,1] so that r = Threshold scores 0.8.
+func (d *Auto) calibrate(s float64) float64 {
+	at := d.p.Threshold / (1 + d.p.Threshold)
+	u := s / at
+	u *= u
+	u *= u
+	out := u / (u + 0.25)
+	if !(out >= 0) {
+		return 0
+	}
+	return min(out, 1)
+}
+
+// learnDaily updates the time-of-day profile with v and returns the robust
+// z of v against it; ok is false while the bin or the gate is not ready.
+func (d *Auto) learnDaily(t int64, v float64) (z float64, ok bool) {
+	p := &d.p
+	if p.Weights[autoDaily] == 0 {
+		return 0, false
+	}
+	sec := t / 1e9 % 86400
+	if sec < 0 {
+		sec += 86400
+	}
+	b := int(sec) * p.DailyBins / 86400
+	if d.seen[b] == 0 {
+		d.daily[b] = float32(v)
+	}
+	res := v - float64(d.daily[b])
+	lim := math.Inf(1)
+	if d.seen[b] >= 3 {
+		d.dres += 0.01 * (math.Abs(res) - d.dres)
+		d.dspread += 0.01 * (math.Abs(v-d.f[autoSlow].loc) - d.dspread)
+		if d.dres < p.DailyGate*d.dspread {
+			z, ok = math.Abs(res)/max(madToSigma*d.dres, 1e-9), true
+		}
+		lim = 3 * madToSigma * max(d.dres, 1e-9)
+	}
+	d.daily[b] += float32(p.Alphas[autoDaily] * min(max(res, -lim), lim))
+	if d.seen[b] < math.MaxUint16 {
+		d.seen[b]++
+	}
+	if !finite(float64(d.daily[b])) {
+		d.daily[b], d.seen[b] = float32(v), 1
+	}
+	return z, ok
 }
 
 func (d *Auto) Band() (agent.Band, bool) {
 	if d.n <= int64(d.p.Warmup) {
 		return agent.Band{}, false
 	}
-	return band(d.val.loc, d.val.sigma(&d.p)*d.p.Threshold), true
+	e := &d.f[autoLevel]
+	k := d.p.Threshold * max(e.peak, d.p.PeakFloor) / max(d.p.Weights[autoLevel], 1e-9)
+	s := e.sigma(&d.p) * min(k, 1e6)
+	return agent.Band{Lo: e.loc - s, Hi: e.loc + s}, true
 }
 
 func (d *Auto) Baseline() agent.Baseline {
-	b := band(d.bLoc, d.p.Threshold*d.bSigma)
-	return agent.Baseline{Mean: d.bLoc, StdDev: d.bSigma, Lo: b.Lo, Hi: b.Hi, N: max(d.n-1, 0)} // readings before the last
+	return agent.Baseline{Mean: d.bLoc, StdDev: d.bSigma,
+		Lo: d.bLoc - d.p.Threshold*d.bSigma, Hi: d.bLoc + d.p.Threshold*d.bSigma, N: d.n}
 }
 
 func (d *Auto) AppendReason(dst []byte) []byte {
-	if d.n <= int64(d.p.Warmup) {
+	if d.n <= int64(max(d.p.Warmup, d.p.Quiet)) {
 		return append(dst, "warming up"...)
 	}
-	if d.byDiff {
-		dst = append(dst, "jump of "...)
-		dst = appendNum(dst, d.lastDiff)
-		dst = append(dst, " to "...)
-		dst = appendNum(dst, d.last)
-		dst = append(dst, ": "...)
-		return appendZ(dst, d.zd/max(d.p.DiffWeight, 1e-300), d.dLoc, d.dSigma)
-	}
-	dst = append(dst, "value "...)
+	dst = append(dst, autoFeatureNames[d.top]...)
+	dst = append(dst, " of value "...)
 	dst = appendNum(dst, d.last)
 	dst = append(dst, ": "...)
-	return appendZ(dst, d.z, d.bLoc, d.bSigma)
+	dst = appendZ(dst, d.z, d.bLoc, d.bSigma)
+	dst = append(dst, ", "...)
+	dst = appendNum(dst, math.Round(d.ratio*100)/100)
+	return append(dst, "× the recent peak"...)
 }
 
 func (d *Auto) AppendState(b []byte) []byte {
 	b = putI(b, d.n)
-	for _, x := range [...]float64{d.last, d.val.loc, d.val.mad, d.diff.loc, d.diff.mad,
-		d.z, d.zd, d.bLoc, d.bSigma, d.dLoc, d.dSigma, d.lastDiff} {
+	b = putI(b, d.holdoff)
+	for _, x := range [...]float64{d.last, d.fast, d.vol, d.dres, d.dspread, d.dailyPk, d.z, d.ratio, d.bLoc, d.bSigma} {
 		b = putF(b, x)
 	}
-	return putBool(b, d.byDiff)
+	for i := range d.f {
+		b = putF(b, d.f[i].loc)
+		b = putF(b, d.f[i].mad)
+		b = putF(b, d.f[i].peak)
+	}
+	b = putU(b, uint64(d.top))
+	b = putU(b, uint64(d.p.DailyBins))
+	for i := range d.p.DailyBins {
+		b = putF(b, float64(d.daily[i]))
+		b = putU(b, uint64(d.seen[i]))
+	}
+	return b
 }
 
 func (d *Auto) LoadState(b []byte) ([]byte, error) {
 	r := dec{b: b}
 	d.n = r.i()
-	for _, x := range [...]*float64{&d.last, &d.val.loc, &d.val.mad, &d.diff.loc, &d.diff.mad,
-		&d.z, &d.zd, &d.bLoc, &d.bSigma, &d.dLoc, &d.dSigma, &d.lastDiff} {
+	d.holdoff = r.i()
+	for _, x := range [...]*float64{&d.last, &d.fast, &d.vol, &d.dres, &d.dspread, &d.dailyPk, &d.z, &d.ratio, &d.bLoc, &d.bSigma} {
 		*x = r.f()
 	}
-	d.byDiff = r.bool()
+	for i := range d.f {
+		d.f[i].loc = r.f()
+		d.f[i].mad = r.f()
+		d.f[i].peak = r.f()
+	}
+	top := r.u()
+	d.top = int(min(top, autoFeatures-1))
+	bins := r.u()
+	if r.err == nil && (bins != uint64(d.p.DailyBins) || top >= autoFeatures) {
+		return nil, fmt.Errorf("%w: auto: %d daily bins, want %d", ErrBadState, bins, d.p.DailyBins)
+	}
+	for i := range d.p.DailyBins {
+		d.daily[i] = float32(r.f())
+		d.seen[i] = uint16(min(r.u(), math.MaxUint16))
+	}
 	return r.b, r.err
 }
