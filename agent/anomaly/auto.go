@@ -51,10 +51,19 @@ type AutoParams struct {
 	// (the first estimates are noisy).
 	PeakDecay, PeakFloor float64
 	PeakStart            int
+	// PeakCap bounds how much one reading can raise a peak (×PeakCap), so
+	// one huge incident does not blind the detector to the next; 0: no
+	// bound.
+	PeakCap float64
 	// After a reading with ratio above HoldoffAt, the next Holdoff readings
 	// score HoldoffFactor times less: one incident, one high score.
 	Holdoff                  int
 	HoldoffAt, HoldoffFactor float64
+	// HoldoffExtend restarts the hold-off at each reading above HoldoffAt
+	// while it runs (one incident however long); PeakLearnScale scales how
+	// much readings inside a hold-off can raise peaks (1: fully).
+	HoldoffExtend  bool
+	PeakLearnScale float64
 	// DiffFloor bounds the scale of differences from below at DiffFloor
 	// times the scale of the values.
 	DiffFloor float64
@@ -72,26 +81,29 @@ type AutoParams struct {
 // DefaultAutoParams returns the defaults of the auto detector.
 func DefaultAutoParams() AutoParams {
 	return AutoParams{
-		Threshold:     1.2,
-		Warmup:        20,
-		Quiet:         150,
-		Alphas:        [autoFeatures]float64{0.0099, 0.01366, 0.00706, 0.00022, 0.00263, 0.1},
-		Smooth:        0.168,
-		VolSmooth:     0.0368,
-		Weights:       [autoFeatures]float64{1.5, 0, 0.167, 1.36, 0.39, 0.189},
-		Clip:          2.5686,
-		ScaleClip:     2.089,
-		PeakDecay:     0.9999,
-		PeakFloor:     1,
-		PeakStart:     50,
-		Holdoff:       64,
-		HoldoffAt:     1.03,
-		HoldoffFactor: 0.622,
-		DiffFloor:     0.0173,
-		DailyBins:     48,
-		DailyGate:     0.475,
-		RelFloor:      1e-4,
-		AbsFloor:      1e-9,
+		Threshold:      1.2,
+		Warmup:         20,
+		Quiet:          150,
+		Alphas:         [autoFeatures]float64{0.0099, 0.01366, 0.00706, 0.00022, 0.00263, 0.1},
+		Smooth:         0.168,
+		VolSmooth:      0.0368,
+		Weights:        [autoFeatures]float64{1.5, 0, 0.167, 1.36, 0.39, 0.189},
+		Clip:           2.5686,
+		ScaleClip:      2.089,
+		PeakDecay:      0.9999,
+		PeakFloor:      1,
+		PeakStart:      50,
+		PeakCap:        2,
+		PeakLearnScale: 1,
+		Holdoff:        30,
+		HoldoffExtend:  true,
+		HoldoffAt:      1.03,
+		HoldoffFactor:  0.622,
+		DiffFloor:      0.0173,
+		DailyBins:      48,
+		DailyGate:      0.475,
+		RelFloor:       1e-4,
+		AbsFloor:       1e-9,
 	}
 }
 
@@ -122,7 +134,7 @@ func (p AutoParams) validate() error {
 	if p.Smooth >= 1 || p.VolSmooth >= 1 || p.PeakDecay > 1 {
 		return fmt.Errorf("auto: smooth, vol_smooth must be below 1, peak_decay at most 1")
 	}
-	if p.DiffFloor < 0 || p.RelFloor < 0 || p.AbsFloor < 0 || p.Warmup < 2 || p.Quiet < 0 || p.Holdoff < 0 ||
+	if p.DiffFloor < 0 || p.RelFloor < 0 || p.AbsFloor < 0 || p.Warmup < 2 || p.PeakCap < 0 || p.Quiet < 0 || p.Holdoff < 0 ||
 		p.HoldoffFactor < 0 || p.HoldoffFactor > 1 || p.DailyGate < 0 {
 		return fmt.Errorf("auto: diff_floor, rel_floor, abs_floor, holdoff, daily_gate must not be negative, holdoff_factor in [0,1], warmup at least 2")
 	}
@@ -253,7 +265,7 @@ func (d *Auto) Update(t int64, v float64) float64 {
 			best, top, topZ = r, i, z/p.Weights[i]
 		}
 		if learnPeak {
-			e.peak = max(z, e.peak*p.PeakDecay)
+			e.peak = d.nextPeak(e.peak, z)
 		}
 		e.learn(in[i], max(p.Alphas[i], 1/n), e.sigma(p), p)
 	}
@@ -264,7 +276,7 @@ func (d *Auto) Update(t int64, v float64) float64 {
 				best, top, topZ = r, autoDaily, z/p.Weights[autoDaily]
 			}
 			if learnPeak {
-				d.dailyPk = max(z, d.dailyPk*p.PeakDecay)
+				d.dailyPk = d.nextPeak(d.dailyPk, z)
 			}
 		}
 	}
@@ -276,6 +288,9 @@ func (d *Auto) Update(t int64, v float64) float64 {
 	if d.holdoff > 0 {
 		d.holdoff--
 		s *= p.HoldoffFactor
+		if p.HoldoffExtend && best > p.HoldoffAt {
+			d.holdoff = int64(p.Holdoff)
+		}
 	} else if best > p.HoldoffAt {
 		d.holdoff = int64(p.Holdoff)
 	}
@@ -286,6 +301,17 @@ func (d *Auto) Update(t int64, v float64) float64 {
 		return 0
 	}
 	return d.calibrate(s)
+}
+
+// nextPeak is the decayed peak after a reading with weighted z.
+func (d *Auto) nextPeak(peak, z float64) float64 {
+	if d.holdoff > 0 {
+		z *= d.p.PeakLearnScale
+	}
+	if d.p.PeakCap > 0 && peak > 0 {
+		z = min(z, d.p.PeakCap*max(peak, d.p.PeakFloor))
+	}
+	return max(z, peak*d.p.PeakDecay)
 }
 
 // calibrate maps the internal score s = r/(1+r) (damped during hold-off)
