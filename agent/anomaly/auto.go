@@ -64,6 +64,9 @@ type AutoParams struct {
 	// much readings inside a hold-off can raise peaks (1: fully).
 	HoldoffExtend  bool
 	PeakLearnScale float64
+	// MinZ damps the ratio of a feature whose robust |z| is below MinZ
+	// (by (z/MinZ)⁴): noise that only breaks a small record does not alert.
+	MinZ float64
 	// DiffFloor bounds the scale of differences from below at DiffFloor
 	// times the scale of the values.
 	DiffFloor float64
@@ -81,7 +84,7 @@ type AutoParams struct {
 // DefaultAutoParams returns the defaults of the auto detector.
 func DefaultAutoParams() AutoParams {
 	return AutoParams{
-		Threshold:      1.2,
+		Threshold:      2,
 		Warmup:         20,
 		Quiet:          150,
 		Alphas:         [autoFeatures]float64{0.0099, 0.01366, 0.00706, 0.00022, 0.00263, 0.1},
@@ -94,6 +97,7 @@ func DefaultAutoParams() AutoParams {
 		PeakFloor:      1,
 		PeakStart:      50,
 		PeakCap:        2,
+		MinZ:           3,
 		PeakLearnScale: 1,
 		Holdoff:        30,
 		HoldoffExtend:  true,
@@ -134,7 +138,7 @@ func (p AutoParams) validate() error {
 	if p.Smooth >= 1 || p.VolSmooth >= 1 || p.PeakDecay > 1 {
 		return fmt.Errorf("auto: smooth, vol_smooth must be below 1, peak_decay at most 1")
 	}
-	if p.DiffFloor < 0 || p.RelFloor < 0 || p.AbsFloor < 0 || p.Warmup < 2 || p.PeakCap < 0 || p.Quiet < 0 || p.Holdoff < 0 ||
+	if p.DiffFloor < 0 || p.RelFloor < 0 || p.AbsFloor < 0 || p.Warmup < 2 || p.PeakCap < 0 || p.MinZ < 0 || p.Quiet < 0 || p.Holdoff < 0 ||
 		p.HoldoffFactor < 0 || p.HoldoffFactor > 1 || p.DailyGate < 0 {
 		return fmt.Errorf("auto: diff_floor, rel_floor, abs_floor, holdoff, daily_gate must not be negative, holdoff_factor in [0,1], warmup at least 2")
 	}
@@ -261,7 +265,7 @@ func (d *Auto) Update(t int64, v float64) float64 {
 			s = max(s, p.DiffFloor*sv)
 		}
 		z := robustZ(in[i]-e.loc, s, e.loc) * p.Weights[i]
-		if r := z / max(e.peak, p.PeakFloor); r > best {
+		if r := d.gate(z/max(e.peak, p.PeakFloor), z/p.Weights[i]); r > best {
 			best, top, topZ = r, i, z/p.Weights[i]
 		}
 		if learnPeak {
@@ -272,7 +276,7 @@ func (d *Auto) Update(t int64, v float64) float64 {
 	if p.Weights[autoDaily] > 0 {
 		if z, ok := d.learnDaily(t, v); ok {
 			z *= p.Weights[autoDaily]
-			if r := z / max(d.dailyPk, p.PeakFloor); r > best {
+			if r := d.gate(z/max(d.dailyPk, p.PeakFloor), z/p.Weights[autoDaily]); r > best {
 				best, top, topZ = r, autoDaily, z/p.Weights[autoDaily]
 			}
 			if learnPeak {
@@ -301,6 +305,16 @@ func (d *Auto) Update(t int64, v float64) float64 {
 		return 0
 	}
 	return d.calibrate(s)
+}
+
+// gate damps ratio r of a feature whose unweighted z is below MinZ.
+func (d *Auto) gate(r, z float64) float64 {
+	if z < d.p.MinZ {
+		g := z / d.p.MinZ
+		g *= g
+		return r * g * g
+	}
+	return r
 }
 
 // nextPeak is the decayed peak after a reading with weighted z.
