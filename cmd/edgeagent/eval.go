@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"time"
 
@@ -19,13 +21,14 @@ import (
 var detectorTypes = []string{anomaly.TypeAuto, anomaly.TypeZScore, anomaly.TypeMAD, anomaly.TypeFlatline}
 
 func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("eval", "eval --data DIR [--out RESULTS] [--labels FILE] [--config FILE] [--detector NAME] [--alerts]", stderr)
+	fs := newFlagSet("eval", "eval --data DIR [--out RESULTS] [--labels FILE [--json FILE]] [--config FILE] [--detector NAME] [--alerts]", stderr)
 	data := fs.String("data", "", "folder of timestamp,value CSV files, searched recursively (required)")
 	out := fs.String("out", "", "write NAB-layout results to RESULTS/<detector>/<category>/<detector>_<file>.csv")
 	labelsFile := fs.String("labels", "", "NAB combined_windows.json: fill the label column and score the run")
 	cfgPath := fs.String("config", "", "agent config whose rules the replay runs (default: the built-in default rule)")
 	detector := fs.String("detector", "edgeagent", "results name; a detector type (auto, zscore, mad, flatline) replays that detector alone with its defaults")
 	showAlerts := fs.Bool("alerts", false, "print the alerts the rules would have raised (always with --config)")
+	jsonOut := fs.String("json", "", "with --labels: also write the full score report as JSON to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -95,6 +98,15 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		fmt.Fprintln(stdout)
 		eval.WriteTable(stdout, *detector, rep, took)
+		if *jsonOut != "" {
+			b, err := json.MarshalIndent(rep, "", "  ")
+			if err != nil {
+				return fmt.Errorf("eval: json: %w", err)
+			}
+			if err := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); err != nil {
+				return fmt.Errorf("eval: %w", err)
+			}
+		}
 	}
 	return nil
 }
