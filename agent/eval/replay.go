@@ -25,8 +25,10 @@ import (
 // ReplayOptions configures Replay.
 type ReplayOptions struct {
 	// Data is the folder whose *.csv files (columns timestamp,value) are
-	// replayed, searched recursively. Required.
+	// replayed, searched recursively. Required unless Inputs is set.
 	Data string
+	// Inputs, when set, are replayed instead of the files under Data.
+	Inputs []Input
 	// Out, when set, receives Out/<Detector>/<category>/<Detector>_<file>.csv
 	// with columns timestamp,value,anomaly_score,label (NAB's results layout).
 	Out string
@@ -58,6 +60,14 @@ func (o *ReplayOptions) ensureDefaults() {
 	}
 }
 
+// Input is one series to replay from memory (a sensor's stored history).
+type Input struct {
+	Name         string // results name, e.g. "boiler/boiler-1.csv"
+	Sensor, Kind string // the reading's sensor and kind, for rule matching
+	Times        []time.Time
+	Values       []float64
+}
+
 // Replayed is one series after replay.
 type Replayed struct {
 	Series
@@ -75,7 +85,7 @@ func SeriesOf(rs []Replayed) []Series {
 	return out
 }
 
-// Replay feeds every series under o.Data through a fresh stage, one reading at
+// Replay feeds every series under o.Data (or o.Inputs) through a fresh stage, one reading at
 // a time in file order with the reading time taken from the CSV, records each
 // reading's raw score (Result.Score, before alert hysteresis) and the alerts
 // raised, and writes NAB-layout results when o.Out is set. The gateway clock
@@ -85,12 +95,19 @@ func Replay(ctx context.Context, o ReplayOptions) ([]Replayed, error) {
 	if o.NewStage == nil {
 		return nil, errors.New("eval: replay: NewStage is required")
 	}
-	names, err := ListCSV(o.Data)
-	if err != nil {
-		return nil, err
+	var names []string
+	if o.Inputs != nil {
+		for _, in := range o.Inputs {
+			names = append(names, in.Name)
+		}
+	} else {
+		var err error
+		if names, err = ListCSV(o.Data); err != nil {
+			return nil, err
+		}
 	}
 	if len(names) == 0 {
-		return nil, fmt.Errorf("eval: replay: no *.csv files under %s", o.Data)
+		return nil, fmt.Errorf("eval: replay: no series (no *.csv files under %q)", o.Data)
 	}
 	out := make([]Replayed, len(names))
 	errs := make([]error, len(names))
@@ -101,7 +118,11 @@ func Replay(ctx context.Context, o ReplayOptions) ([]Replayed, error) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				out[i], errs[i] = replayOne(&o, names[i])
+				in := Input{Name: names[i]}
+				if o.Inputs != nil {
+					in = o.Inputs[i]
+				}
+				out[i], errs[i] = replayOne(&o, in)
 			}
 		}()
 	}
@@ -154,10 +175,18 @@ func ListCSV(dir string) ([]string, error) {
 	return names, nil
 }
 
-func replayOne(o *ReplayOptions, name string) (Replayed, error) {
-	times, values, err := ReadSeries(filepath.Join(o.Data, filepath.FromSlash(name)))
-	if err != nil {
-		return Replayed{}, err
+func replayOne(o *ReplayOptions, in Input) (Replayed, error) {
+	name, times, values := in.Name, in.Times, in.Values
+	if o.Inputs == nil {
+		var err error
+		times, values, err = ReadSeries(filepath.Join(o.Data, filepath.FromSlash(name)))
+		if err != nil {
+			return Replayed{}, err
+		}
+		in.Sensor = strings.TrimSuffix(name, ".csv")
+	}
+	if len(times) != len(values) {
+		return Replayed{}, fmt.Errorf("eval: %s: %d times for %d values", name, len(times), len(values))
 	}
 	st, err := o.NewStage()
 	if err != nil {
@@ -165,11 +194,10 @@ func replayOne(o *ReplayOptions, name string) (Replayed, error) {
 	}
 	start := time.Now()
 	rp := Replayed{Series: Series{Name: name, Times: times, Scores: make([]float64, len(times))}, Values: values}
-	sensor := strings.TrimSuffix(name, ".csv")
 	var res agent.Result
 	var alerts []agent.Alert
 	for i, t := range times {
-		r := agent.Reading{Sensor: sensor, Value: values[i], Time: t, Arrived: t}
+		r := agent.Reading{Sensor: in.Sensor, Kind: in.Kind, Value: values[i], Time: t, Arrived: t}
 		alerts = st.Tick(t, alerts[:0])
 		rp.Alerts = append(rp.Alerts, alerts...)
 		res = agent.Result{}

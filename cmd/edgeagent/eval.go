@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/edgeagent/edgeagent/agent/anomaly"
 	"github.com/edgeagent/edgeagent/agent/config"
 	"github.com/edgeagent/edgeagent/agent/eval"
+	"github.com/edgeagent/edgeagent/storage"
 )
 
 // detectorTypes can be named by --detector to replay that detector alone.
@@ -29,16 +31,29 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	detector := fs.String("detector", "edgeagent", "results name; a detector type (auto, zscore, mad, flatline) replays that detector alone with its defaults")
 	showAlerts := fs.Bool("alerts", false, "print the alerts the rules would have raised (always with --config)")
 	jsonOut := fs.String("json", "", "with --labels: also write the full score report as JSON to this file")
+	fromDB := fs.String("from-db", "", "replay the stored history of the agent's database FILE instead of --data (stop the agent first, or copy the file)")
+	sensor := fs.String("sensor", "", "with --from-db: the sensor to replay (default: every sensor)")
+	since := fs.Duration("since", 0, "with --from-db: only readings newer than this (default: all)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *data == "" {
+	if (*data == "") == (*fromDB == "") {
 		fs.Usage()
-		return errors.New("eval: --data is required")
+		return errors.New("eval: give exactly one of --data and --from-db")
 	}
 	rules, err := evalRules(*cfgPath, *detector)
 	if err != nil {
 		return err
+	}
+	var inputs []eval.Input
+	if *fromDB != "" {
+		if *labelsFile != "" {
+			return errors.New("eval: --labels scores CSV replays (--data), not --from-db")
+		}
+		if inputs, err = dbInputs(*fromDB, *sensor, *since); err != nil {
+			return err
+		}
+		*showAlerts = true
 	}
 	var labels eval.Labels
 	if *labelsFile != "" {
@@ -66,7 +81,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	start := time.Now()
 	rs, err := eval.Replay(ctx, eval.ReplayOptions{
-		Data: *data, Out: *out, Detector: *detector, Labels: labels,
+		Data: *data, Inputs: inputs, Out: *out, Detector: *detector, Labels: labels,
 		NewStage: func() (agent.Stage, error) {
 			// Replay sets every reading's arrival to its time, so the
 			// engine never needs a wall clock.
@@ -134,4 +149,62 @@ func evalRules(cfgPath, detector string) ([]anomaly.Rule, error) {
 		return nil, fmt.Errorf("eval: %s: %w", cfgPath, err)
 	}
 	return rules, nil
+}
+
+// dbInputs reads the stored history of one sensor (or of every sensor) from
+// the agent's database. Each series is replayed under its sensor id and kind,
+// so configured rules match as they do live; values are the raw readings
+// (before filters), as the live engine saw them.
+func dbInputs(path, sensor string, since time.Duration) ([]eval.Input, error) {
+	size := int64(0)
+	if st, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("eval: --from-db: %w", err)
+	} else {
+		size = st.Size()
+	}
+	// Retention must not trim what we came to read: keep everything.
+	db, err := storage.Open(path, storage.Options{
+		RawRetention: 100 * 365 * 24 * time.Hour, RollupRetention: 100 * 365 * 24 * time.Hour,
+		MaxRawPerSensor: -1, MaxBytes: max(256<<20, 4*size),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("eval: --from-db: %w", err)
+	}
+	defer db.Close()
+	sensors := []string{sensor}
+	if sensor == "" {
+		latest, err := db.Latest()
+		if err != nil {
+			return nil, fmt.Errorf("eval: --from-db: %w", err)
+		}
+		sensors = slices.Sorted(maps.Keys(latest))
+	}
+	var from time.Time
+	if since > 0 {
+		from = time.Now().Add(-since)
+	}
+	to := time.Now().Add(100 * 365 * 24 * time.Hour)
+	var out []eval.Input
+	for _, id := range sensors {
+		rs, err := db.Results(id, from, to, 0, false)
+		if err != nil {
+			return nil, fmt.Errorf("eval: --from-db: %w", err)
+		}
+		if len(rs) == 0 {
+			continue
+		}
+		in := eval.Input{Name: id + ".csv", Sensor: id, Kind: rs[0].Kind}
+		if rs[0].Kind != "" {
+			in.Name = rs[0].Kind + "/" + id + ".csv"
+		}
+		for _, r := range rs {
+			in.Times = append(in.Times, r.Time)
+			in.Values = append(in.Values, r.Raw)
+		}
+		out = append(out, in)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("eval: --from-db %s: no stored readings (sensor %q)", path, sensor)
+	}
+	return out, nil
 }

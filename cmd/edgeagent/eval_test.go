@@ -11,8 +11,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/edgeagent/edgeagent/agent"
 	"github.com/edgeagent/edgeagent/agent/eval"
+	"github.com/edgeagent/edgeagent/storage"
 )
 
 // sharedDir is <repo>/../shared (or one level further up for a worktree);
@@ -152,5 +155,45 @@ func TestEval_configBacktestPrintsAlerts(t *testing.T) {
 	t.Log(out)
 	if !strings.Contains(out, "2026-01-05 06:40:00") || !strings.Contains(out, "threshold") || strings.Count(out, "firing") != 1 {
 		t.Errorf("want one firing threshold alert at 06:40 (reading 400):\n%s", out)
+	}
+}
+
+// TestEval_fromDB stores a sensor's history in a real database file and
+// backtests a threshold rule on it with --from-db.
+func TestEval_fromDB(t *testing.T) {
+	tmp := t.TempDir()
+	path := filepath.Join(tmp, "edgeagent.db")
+	db, err := storage.Open(path, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	var rs []agent.Result
+	for i := range 300 {
+		v := 20.0
+		if i >= 200 && i < 210 {
+			v = 99
+		}
+		r := agent.Reading{Sensor: "boiler-1", Kind: "temperature", Value: v, Time: t0.Add(time.Duration(i) * 10 * time.Second)}
+		rs = append(rs, agent.Result{Reading: r, Raw: v})
+	}
+	db.Write(rs, nil)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(tmp, "edgeagent.yaml")
+	if err := os.WriteFile(cfg, []byte("rules:\n  - name: boilers\n    match: {sensor: \"boiler-*\"}\n    detectors:\n      - {type: threshold, max: 90}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"eval", "--from-db", path, "--config", cfg}, &stdout, &stderr); err != nil {
+		t.Fatalf("eval: %v\n%s", err, stderr.String())
+	}
+	out := stdout.String()
+	t.Log(out)
+	want := t0.Add(2000 * time.Second).UTC().Format(eval.TimeLayout)
+	if !strings.Contains(out, "replayed 1 series, 300 readings") || !strings.Contains(out, want) ||
+		!strings.Contains(out, "temperature/boiler-1") || strings.Count(out, "firing") != 1 {
+		t.Errorf("want 300 readings replayed and one firing alert at %s:\n%s", want, out)
 	}
 }
