@@ -1,0 +1,238 @@
+package eval
+
+// Tuning and whole-corpus tools for the auto detector. They are skipped in
+// normal test runs:
+//
+//	SEARCH=300 PR="PeakDecay=0.999:0.99999,Weights3=0:2" go test -run TestTune -v ./agent/eval
+//
+// runs a random local search from DefaultAutoParams (overridden by
+// PP="Name=value,...", array elements as Weights3) over the ranges in PR,
+// maximising the mean of NAB's three normalised scores plus SIMW times that
+// of simulated corpus A (seed 1; or the corpus in $SIMA). BenchmarkNAB replays
+// the full corpus through the default auto detector.
+
+import (
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgeagent/edgeagent/agent/anomaly"
+	"github.com/edgeagent/edgeagent/agent/sim"
+)
+
+type corpus struct {
+	names  []string
+	times  [][]time.Time
+	values [][]float64
+	labels Labels
+	rows   int
+}
+
+func loadCorpus(t testing.TB, root string) *corpus {
+	t.Helper()
+	labels, err := LoadLabels(filepath.Join(root, "labels", "combined_windows.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := ListCSV(filepath.Join(root, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &corpus{names: names, labels: labels}
+	for _, n := range names {
+		ts, vs, err := ReadSeries(filepath.Join(root, "data", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.times = append(c.times, ts)
+		c.values = append(c.values, vs)
+		c.rows += len(vs)
+	}
+	return c
+}
+
+// scores runs a fresh auto detector with p over every series, in parallel.
+func (c *corpus) scores(p anomaly.AutoParams) []Series {
+	ss := make([]Series, len(c.names))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				d, err := anomaly.NewAuto(p)
+				if err != nil {
+					panic(err)
+				}
+				sc := make([]float64, len(c.values[i]))
+				for j, v := range c.values[i] {
+					sc[j] = d.Update(c.times[i][j].UnixNano(), v)
+				}
+				ss[i] = Series{Name: c.names[i], Times: c.times[i], Scores: sc}
+			}
+		}()
+	}
+	for i := range c.names {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return ss
+}
+
+func (c *corpus) eval(t testing.TB, p anomaly.AutoParams) *Report {
+	rep, err := Score(c.scores(p), c.labels, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func objective(r *Report) float64 {
+	return (r.Profiles[0].Normalized + r.Profiles[1].Normalized + r.Profiles[2].Normalized) / 3
+}
+
+// field resolves "Name" or "Name3" (an array element) in AutoParams.
+func field(rv reflect.Value, k string) reflect.Value {
+	i := strings.IndexAny(k, "0123456789")
+	if i < 0 {
+		return rv.FieldByName(k)
+	}
+	n, _ := strconv.Atoi(k[i:])
+	return rv.FieldByName(k[:i]).Index(n)
+}
+
+func setP(t testing.TB, p *anomaly.AutoParams, s string) {
+	rv := reflect.ValueOf(p).Elem()
+	for _, kv := range strings.Split(s, ",") {
+		if kv == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(kv, "=")
+		f := field(rv, k)
+		if !f.IsValid() {
+			t.Fatalf("no parameter %s", k)
+		}
+		x, _ := strconv.ParseFloat(v, 64)
+		switch f.Kind() {
+		case reflect.Int:
+			f.SetInt(int64(x))
+		case reflect.Bool:
+			f.SetBool(x != 0)
+		default:
+			f.SetFloat(x)
+		}
+	}
+}
+
+func getP(p *anomaly.AutoParams, k string) float64 {
+	f := field(reflect.ValueOf(p).Elem(), k)
+	if f.Kind() == reflect.Int {
+		return float64(f.Int())
+	}
+	return f.Float()
+}
+
+func simCorpus(t testing.TB, env string, seed uint64) string {
+	if dir := os.Getenv(env); dir != "" {
+		return dir
+	}
+	dir := t.TempDir()
+	if _, err := sim.Export(sim.ExportOptions{Dir: dir, Seed: seed}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestTune(t *testing.T) {
+	if os.Getenv("SEARCH") == "" {
+		t.Skip("set SEARCH=iterations to run the parameter search")
+	}
+	nab := loadCorpus(t, filepath.Join(sharedDir(t), "nab"))
+	simA := loadCorpus(t, simCorpus(t, "SIMA", 1))
+	iters, _ := strconv.Atoi(os.Getenv("SEARCH"))
+	simW, _ := strconv.ParseFloat(os.Getenv("SIMW"), 64)
+	ranges := map[string][2]float64{}
+	for _, kv := range strings.Split(os.Getenv("PR"), ",") {
+		if kv == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(kv, "=")
+		lo, hi, _ := strings.Cut(v, ":")
+		a, _ := strconv.ParseFloat(lo, 64)
+		b, _ := strconv.ParseFloat(hi, 64)
+		ranges[k] = [2]float64{a, b}
+	}
+	best := anomaly.DefaultAutoParams()
+	setP(t, &best, os.Getenv("PP"))
+	rb, rs := nab.eval(t, best), simA.eval(t, best)
+	bestObj := objective(rb) + simW*objective(rs)
+	t.Logf("start %.2f  NAB %.2f/%.2f/%.2f windows %d  sim A %.2f/%.2f/%.2f", bestObj,
+		rb.Profiles[0].Normalized, rb.Profiles[1].Normalized, rb.Profiles[2].Normalized, rb.Profiles[0].WindowsDetected,
+		rs.Profiles[0].Normalized, rs.Profiles[1].Normalized, rs.Profiles[2].Normalized)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	for it := range iters {
+		p := best
+		var changed []string
+		for k, r := range ranges {
+			if rng.IntN(3) != 0 {
+				continue
+			}
+			cur := getP(&p, k)
+			var x float64
+			if r[0] > 0 && r[1]/r[0] > 10 {
+				x = cur * math.Exp(rng.NormFloat64()*0.3)
+			} else {
+				x = cur + rng.NormFloat64()*(r[1]-r[0])*0.15
+			}
+			x = min(max(x, r[0]), r[1])
+			setP(t, &p, k+"="+strconv.FormatFloat(x, 'g', 5, 64))
+			changed = append(changed, k+"="+strconv.FormatFloat(getP(&p, k), 'g', 5, 64))
+		}
+		if _, err := anomaly.NewAuto(p); err != nil {
+			continue
+		}
+		rep := nab.eval(t, p)
+		o := objective(rep)
+		if o+simW*100 <= bestObj {
+			continue
+		}
+		rs := simA.eval(t, p)
+		if o += simW * objective(rs); o > bestObj {
+			bestObj, best = o, p
+			t.Logf("it %d: %.2f  NAB %.2f/%.2f/%.2f windows %d  sim A %.2f  %s", it, o, rep.Profiles[0].Normalized,
+				rep.Profiles[1].Normalized, rep.Profiles[2].Normalized, rep.Profiles[0].WindowsDetected,
+				rs.Profiles[0].Normalized, strings.Join(changed, ","))
+		}
+	}
+	t.Logf("best %+v", best)
+}
+
+// BenchmarkNAB replays the whole NAB corpus through the default auto
+// detector (no CSV parsing in the timed part) and reports the time per
+// reading and the three normalised scores.
+func BenchmarkNAB(b *testing.B) {
+	c := loadCorpus(b, filepath.Join(sharedDir(b), "nab"))
+	p := anomaly.DefaultAutoParams()
+	var ss []Series
+	for b.Loop() {
+		ss = c.scores(p)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(c.rows), "ns/reading")
+	rep, err := Score(ss, c.labels, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, pr := range rep.Profiles {
+		b.ReportMetric(pr.Normalized, pr.Profile.Name)
+	}
+}
