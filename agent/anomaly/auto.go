@@ -14,11 +14,13 @@ const (
 	autoFast          // short EW mean of the values against its own baseline (sustained shifts)
 	autoSlow          // value against a slow level (drifts, long-term novelty)
 	autoVolume        // short EW mean of log|difference| (noise bursts, variance changes)
+	autoMid           // value against a medium-speed level
+	autoTrend         // short EW mean against a slow baseline of it
 	autoDaily         // value against a time-of-day profile (loss of the daily pattern)
 	autoFeatures
 )
 
-var autoFeatureNames = [autoFeatures]string{"level", "change", "short-term mean", "long-term level", "volatility", "daily profile"}
+var autoFeatureNames = [autoFeatures]string{"level", "change", "short-term mean", "long-term level", "volatility", "medium-term level", "short-term trend", "daily profile"}
 
 // AutoParams are every tunable of the auto detector, in one place. The
 // defaults were tuned on the NAB corpus and checked on simulated gateway
@@ -87,10 +89,10 @@ func DefaultAutoParams() AutoParams {
 		Threshold:      2,
 		Warmup:         20,
 		Quiet:          150,
-		Alphas:         [autoFeatures]float64{0.010426, 0.016967, 0.0056825, 0.0001456, 0.0018147, 0.095753},
+		Alphas:         [autoFeatures]float64{0.010426, 0.016967, 0.0056825, 0.0001456, 0.0018147, 0.001, 0.0005, 0.095753},
 		Smooth:         0.13166,
 		VolSmooth:      0.036585,
-		Weights:        [autoFeatures]float64{1.4929, 0, 0.30292, 0.74522, 0.33093, 0.5148},
+		Weights:        [autoFeatures]float64{1.4929, 0, 0.30292, 0.74522, 0.33093, 0, 0, 0.5148},
 		Clip:           4.0115,
 		ScaleClip:      2.1391,
 		PeakDecay:      0.99995,
@@ -243,7 +245,7 @@ func (d *Auto) Update(t int64, v float64) float64 {
 		d.f[autoVolume].loc = ld
 	}
 	d.vol += p.VolSmooth * (ld - d.vol)
-	in := [autoFeatures]float64{v, diff, d.fast, v, d.vol}
+	in := [autoFeatures]float64{v, diff, d.fast, v, d.vol, v, d.fast}
 	if d.n <= int64(p.Warmup) {
 		for i := range autoDaily {
 			d.f[i].warm(in[i], n-1)
