@@ -19,12 +19,9 @@ import (
 	"github.com/edgeagent/edgeagent/storage"
 )
 
-// detectorTypes can be named by --detector to replay that detector alone.
-var detectorTypes = []string{anomaly.TypeAuto, anomaly.TypeZScore, anomaly.TypeMAD, anomaly.TypeFlatline}
-
 func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("eval", "eval --data DIR [--out RESULTS] [--labels FILE [--json FILE]] [--config FILE] [--detector NAME] [--alerts]", stderr)
-	data := fs.String("data", "", "folder of timestamp,value CSV files, searched recursively (required)")
+	fs := newFlagSet("eval", "eval (--data DIR [--labels FILE [--json FILE]] | --from-db FILE [--sensor ID] [--since D]) [--out RESULTS] [--config FILE] [--detector NAME] [--alerts]", stderr)
+	data := fs.String("data", "", "folder of timestamp,value CSV files, searched recursively")
 	out := fs.String("out", "", "write NAB-layout results to RESULTS/<detector>/<category>/<detector>_<file>.csv")
 	labelsFile := fs.String("labels", "", "NAB combined_windows.json: fill the label column and score the run")
 	cfgPath := fs.String("config", "", "agent config whose rules the replay runs (default: the built-in default rule)")
@@ -131,7 +128,9 @@ func evalWorkers() int { return eval.DefaultWorkers() }
 // evalRules returns the rules to replay: the config's, else the built-in
 // default; a detector type as --detector replaces them by that detector alone.
 func evalRules(cfgPath, detector string) ([]anomaly.Rule, error) {
-	if slices.Contains(detectorTypes, detector) {
+	// These detector types can be named by --detector to run alone.
+	alone := []string{anomaly.TypeAuto, anomaly.TypeZScore, anomaly.TypeMAD, anomaly.TypeFlatline}
+	if slices.Contains(alone, detector) {
 		if cfgPath != "" {
 			return nil, fmt.Errorf("eval: --detector %s replays that detector alone; it cannot be combined with --config", detector)
 		}
