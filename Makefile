@@ -62,7 +62,7 @@ clean: ## Remove build output
 # a git worktree under <main>/../wt/<name> finds it one level further up.
 SHARED  ?= $(firstword $(wildcard ../shared ../../shared))
 EVAL_DETECTOR ?= auto
-EVAL_OUT ?= eval-results
+EVAL_OUT ?= bin/eval-results
 
 
 eval: build ## Replay the full NAB corpus through the default detector and print the NAB score table
