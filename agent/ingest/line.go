@@ -13,7 +13,8 @@ import (
 //	measurement[,tag=value...] field=value[,field=value...] [timestamp]
 //
 // One reading per numeric or boolean field: sensor id
-// measurement/{id tag values}/field, kind = the field key, no unit. Floats
+// {base id}/measurement/{id tag values}/field (the base id from the topic's
+// captures, see Topic.ID, left out when empty), kind = the field key, no unit. Floats
 // ("21.4", "1e3"), integers ("12i"), unsigned ("12u") and booleans (t, T,
 // true, True, TRUE and the f forms, as 1/0) are values; string fields are
 // skipped. The timestamp is an integer in the topic's TimeFormat (unix_ns by
@@ -138,7 +139,11 @@ func (d *Decoder) lpLine(m *message, l []byte, idx int, out []agent.Reading) ([]
 	}
 	// The id prefix: measurement and id tag values.
 	var idbuf [512]byte
-	id := lpUnescape(idbuf[:0], meas)
+	id := m.t.baseID(m, idbuf[:0])
+	if len(id) > 0 {
+		id = append(id, '/')
+	}
+	id = lpUnescape(id, meas)
 	if len(m.t.idTags) > 0 {
 		for _, want := range m.t.idTags {
 			for _, tg := range tags[:nt] {
