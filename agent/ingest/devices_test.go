@@ -154,7 +154,7 @@ var deviceTests = []decodeTest{
 		}},
 	{name: "tasmota two-channel power array", topic: "tele/plug2/SENSOR",
 		payload: `{"Time":"` + local(0) + `","ENERGY":{"Power":[12,0]}}`,
-		want: []want{{sensor: "plug2/ENERGY/Power/0", kind: "power", unit: "W", value: 12}, {sensor: "plug2/ENERGY/Power/1", kind: "power", unit: "W", value: 0}}},
+		want:    []want{{sensor: "plug2/ENERGY/Power/0", kind: "power", unit: "W", value: 12}, {sensor: "plug2/ENERGY/Power/1", kind: "power", unit: "W", value: 0}}},
 	{name: "tasmota prefix override", topic: "site2/tele/ds1820/SENSOR",
 		payload: `{"Time":"` + local(0) + `","DS18B20":{"Temperature":20.9},"TempUnit":"C"}`,
 		want:    []want{{sensor: "ds1820/DS18B20/Temperature", kind: "temperature", unit: "°C", value: 20.9}}},
@@ -213,7 +213,7 @@ var deviceTests = []decodeTest{
 		}},
 	{name: "shelly gen2 NotifyStatus", topic: "shellyplusht-08b61fcb7f3c/events/rpc",
 		payload: `{"src":"shellyplusht-08b61fcb7f3c","dst":"shellyplusht-08b61fcb7f3c/events","method":"NotifyStatus","params":{"ts":` + unixS(-5*time.Second) + `.5,"temperature:0":{"id":0,"tC":19.9,"tF":67.8}}}`,
-		want: []want{{sensor: "shellyplusht-08b61fcb7f3c/temperature:0/tC", kind: "temperature", unit: "°C", value: 19.9, time: arrived.Add(-4500 * time.Millisecond)}}},
+		want:    []want{{sensor: "shellyplusht-08b61fcb7f3c/temperature:0/tC", kind: "temperature", unit: "°C", value: 19.9, time: arrived.Add(-4500 * time.Millisecond)}}},
 	{name: "shelly gen2 NotifyEvent has no values", topic: "shellyplusht-08b61fcb7f3c/events/rpc",
 		payload: `{"method":"NotifyEvent","params":{"ts":` + unixS(0) + `,"events":[{"component":"input:0","event":"single_push"}]}}`,
 		reasons: []Reason{ReasonNoValues}},
@@ -451,5 +451,90 @@ func TestParseValueTemplate(t *testing.T) {
 		if (why == "") != tt.ok || tt.ok && (path != tt.path || filter != tt.filter) {
 			t.Errorf("parseValueTemplate(%q) = %q, %q, why %q; want %q, %q, ok %v", tt.tpl, path, filter, why, tt.path, tt.filter, tt.ok)
 		}
+	}
+}
+
+// TestSparkplug runs an edge node's life: NBIRTH and DBIRTH name the metrics
+// and aliases, NDATA and DDATA carry aliases only, a seq gap is flagged, a
+// historical metric is kept out of live detection, DDEATH and NDEATH mark
+// the device and node offline.
+func TestSparkplug(t *testing.T) {
+	d := newDeviceDecoder(t)
+	ts := uint64(arrived.Add(-time.Second).UnixMilli())
+	type step struct {
+		topic   string
+		payload []byte
+		want    []want
+		reasons []Reason
+	}
+	at := arrived.Add(-time.Second)
+	for i, s := range []step{
+		{"spBv1.0/plant/NBIRTH/edge1", spMsg(ts, 0,
+			spM{name: "bdSeq", dtype: spInt64, value: int64(0)},
+			spM{name: "Node Control/Rebirth", dtype: spBoolean, value: false},
+			spM{name: "Inputs/Temperature", alias: 1, dtype: spFloat, value: float32(21.5), unit: "°C"},
+			spM{name: "Inputs/Count", alias: 2, dtype: spInt16, value: int32(-3)},
+			spM{name: "Status", alias: 3, dtype: 12, value: "RUNNING"}),
+			[]want{{sensor: "plant/edge1", kind: KindLiveness, value: 1, time: at},
+				{sensor: "plant/edge1/Inputs/Temperature", kind: "Temperature", unit: "°C", value: 21.5, time: at},
+				{sensor: "plant/edge1/Inputs/Count", kind: "Count", value: -3, time: at}}, nil},
+		{"spBv1.0/plant/DBIRTH/edge1/pump1", spMsg(ts, 1,
+			spM{name: "Flow", alias: 10, dtype: spDouble, value: 3.25, unit: "m³/h"},
+			spM{name: "Running", alias: 11, dtype: spBoolean, value: true}),
+			[]want{{sensor: "plant/edge1/pump1", kind: KindLiveness, value: 1, time: at},
+				{sensor: "plant/edge1/pump1/Flow", kind: "Flow", unit: "m³/h", value: 3.25, time: at},
+				{sensor: "plant/edge1/pump1/Running", kind: "Running", value: 1, time: at}}, nil},
+		{"spBv1.0/plant/NDATA/edge1", spMsg(ts, 2, spM{alias: 1, value: float32(22)}, spM{alias: 2, value: int32(7)}),
+			[]want{{sensor: "plant/edge1/Inputs/Temperature", kind: "Temperature", unit: "°C", value: 22, time: at},
+				{sensor: "plant/edge1/Inputs/Count", kind: "Count", value: 7, time: at}}, nil},
+		// seq 3 was lost: the readings are suspect.
+		{"spBv1.0/plant/DDATA/edge1/pump1", spMsg(ts, 4, spM{alias: 10, value: 3.5},
+			spM{alias: 10, value: 2.0, hist: true, ts: uint64(arrived.Add(-time.Hour).UnixMilli())}),
+			[]want{{sensor: "plant/edge1/pump1/Flow", kind: "Flow", unit: "m³/h", value: 3.5, time: at, flags: agent.FlagSuspect},
+				{sensor: "plant/edge1/pump1/Flow", kind: "Flow", unit: "m³/h", value: 2, time: arrived.Add(-time.Hour),
+					flags: agent.FlagSuspect | agent.FlagRetained}}, nil},
+		{"spBv1.0/plant/DDATA/edge1/pump1", spMsg(ts, 5, spM{alias: 99, value: 1.0}, spM{alias: 11, value: false}),
+			[]want{{sensor: "plant/edge1/pump1/Running", kind: "Running", value: 0, time: at}}, []Reason{ReasonUnknownAlias}},
+		{"spBv1.0/plant/DDEATH/edge1/pump1", spMsg(ts, 6),
+			[]want{{sensor: "plant/edge1/pump1", kind: KindLiveness, value: 0, time: at, flags: offline}}, nil},
+		{"spBv1.0/plant/NDEATH/edge1", spMsg(0, -1, spM{name: "bdSeq", dtype: spInt64, value: int64(0)}),
+			[]want{{sensor: "plant/edge1", kind: KindLiveness, value: 0, flags: offline}}, nil},
+		// A rebirth forgets the old aliases.
+		{"spBv1.0/plant/NBIRTH/edge1", spMsg(ts, 0, spM{name: "Inputs/Pressure", alias: 5, dtype: spDouble, value: 1.2}),
+			[]want{{sensor: "plant/edge1", kind: KindLiveness, value: 1, time: at},
+				{sensor: "plant/edge1/Inputs/Pressure", kind: "Pressure", value: 1.2, time: at}}, nil},
+		{"spBv1.0/plant/NDATA/edge1", spMsg(ts, 1, spM{alias: 1, value: float32(22)}), nil, []Reason{ReasonUnknownAlias}},
+	} {
+		out, err := d.Decode(s.topic, s.payload, arrived, nil)
+		var got []Reason
+		for _, e := range Rejected(err) {
+			got = append(got, e.Reason)
+		}
+		if !equal(got, s.reasons) {
+			t.Fatalf("step %d %s: rejected %v (%v); want %v", i, s.topic, got, err, s.reasons)
+		}
+		if len(out) != len(s.want) {
+			t.Fatalf("step %d %s: %d readings %+v; want %d", i, s.topic, len(out), out, len(s.want))
+		}
+		for j, w := range s.want {
+			r, wt := out[j], w.time
+			if wt.IsZero() {
+				wt = arrived
+			}
+			if r.Sensor != w.sensor || r.Kind != w.kind || r.Unit != w.unit || r.Value != w.value || !r.Time.Equal(wt) || r.Flags != w.flags {
+				t.Errorf("step %d %s: reading %d = %+v; want %+v at %v", i, s.topic, j, r, w, wt)
+			}
+		}
+	}
+	if s := d.Stats(); s.SparkplugSeqGaps != 1 || s.SparkplugBirths != 3 || s.SparkplugDeaths != 2 {
+		t.Errorf("Stats = %+v", s)
+	}
+	// Group filter: other groups are not matched.
+	g, err := New(Options{Sparkplug: &Sparkplug{Groups: []string{"plant"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Decode("spBv1.0/office/NDATA/e", spMsg(ts, 0), arrived, nil); err != ErrNoMatch {
+		t.Errorf("other group: %v; want ErrNoMatch", err)
 	}
 }

@@ -215,7 +215,11 @@ func (d *Decoder) mapped(m *message, out []agent.Reading) ([]agent.Reading, erro
 		if s.i == len(s.b) {
 			return out, &Error{Reason: ReasonMissingValue, Topic: m.topic, Index: -1, Err: fmt.Errorf("empty payload")}
 		}
-		if _, ok := s.value(0); ok && s.end() {
+		_, ok := s.value(0)
+		if ok && !s.end() {
+			ok = s.fail("data after the JSON value")
+		}
+		if ok {
 			return out, &Error{Reason: ReasonNotNumeric, Topic: m.topic, Index: -1, Err: fmt.Errorf("payload is not a JSON object")}
 		}
 		return out, &Error{Reason: ReasonBadJSON, Topic: m.topic, Index: -1, Err: s.err}
