@@ -7,6 +7,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -102,15 +103,16 @@ type Server struct {
 	mux     *http.ServeMux
 	hub     *Hub
 	metrics *httpMetrics
-	static  http.Handler
+	static  fs.FS
+	started time.Time // Last-Modified of the embedded files
 }
 
 // New returns a Server with every route registered.
 func New(opts Options) *Server {
 	opts.ensureDefaults()
 	s := &Server{opts: opts, mux: http.NewServeMux(), hub: opts.Hub, metrics: newHTTPMetrics(opts.Registerer)}
-	sub, _ := fs.Sub(webFS, "web") // cannot fail: the directory is embedded
-	s.static = http.FileServerFS(sub)
+	s.static, _ = fs.Sub(webFS, "web") // cannot fail: the directory is embedded
+	s.started = time.Now()
 
 	open, auth := s.open, s.auth
 	s.mux.HandleFunc("GET /healthz", open(s.healthz))
@@ -134,10 +136,6 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc("GET /api/v1/sensors/{id}/readings", auth(s.readings))
 	s.mux.HandleFunc("GET /api/v1/alerts", auth(s.alerts))
 	s.mux.HandleFunc("POST /api/v1/readings", auth(s.postReadings))
-	s.mux.HandleFunc("OPTIONS /api/v1/", open(s.preflight))
-	s.mux.HandleFunc("/api/", auth(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, &Error{Status: http.StatusNotFound, Msg: "no such endpoint: " + r.Method + " " + r.URL.Path})
-	}))
 	return s
 }
 
@@ -157,7 +155,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Add("Vary", "Origin")
 	}
-	s.mux.ServeHTTP(rec, r)
+	if r.Method == http.MethodOptions && strings.HasPrefix(r.URL.Path, "/api/v1/") {
+		s.preflight(rec, r)
+	} else if hd, pattern := s.mux.Handler(r); pattern == "" {
+		// No route: answer the mux's 404 or 405 (with its Allow header) as JSON.
+		probe := &statusProbe{h: http.Header{}}
+		hd.ServeHTTP(probe, r)
+		if allow := probe.h.Get("Allow"); allow != "" {
+			h.Set("Allow", allow)
+		}
+		writeError(rec, &Error{Status: probe.code, Msg: "no such endpoint: " + r.Method + " " + r.URL.Path})
+	} else {
+		s.mux.ServeHTTP(rec, r)
+	}
 	if !rec.hijacked {
 		if rec.code == 0 {
 			rec.code = http.StatusOK
@@ -224,17 +234,27 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Security-Policy",
 		"default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 	w.Header().Set("Cache-Control", "no-cache")
+	name := strings.TrimPrefix(r.URL.Path, "/static/")
 	if r.URL.Path == "/" {
-		r2 := r.Clone(r.Context())
-		r2.URL.Path = "/index.html"
-		r = r2
-	} else {
-		r2 := r.Clone(r.Context())
-		r2.URL.Path = strings.TrimPrefix(r.URL.Path, "/static")
-		r = r2
+		name = "index.html"
 	}
-	s.static.ServeHTTP(w, r)
+	b, err := fs.ReadFile(s.static, name)
+	if err != nil {
+		writeError(w, &Error{Status: http.StatusNotFound, Msg: "no such file: " + r.URL.Path})
+		return
+	}
+	http.ServeContent(w, r, name, s.started, bytes.NewReader(b))
 }
+
+// statusProbe records what the mux would answer for an unrouted request.
+type statusProbe struct {
+	h    http.Header
+	code int
+}
+
+func (p *statusProbe) Header() http.Header         { return p.h }
+func (p *statusProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *statusProbe) WriteHeader(code int)        { p.code = code }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "alive"})

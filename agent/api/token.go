@@ -31,7 +31,10 @@ func ResolveToken(tokenFile, dataDir, listen string) (token, source string, err 
 		if token = strings.TrimSpace(string(b)); token == "" {
 			return "", "", fmt.Errorf("http.token_file: %s is empty", tokenFile)
 		}
-		return token, tokenFile, validToken(token, "http.token_file")
+		if err := validToken(token, "http.token_file"); err != nil {
+			return "", "", err
+		}
+		return token, tokenFile, nil
 	}
 	if IsLoopback(listen) {
 		return "", "", nil
@@ -41,7 +44,10 @@ func ResolveToken(tokenFile, dataDir, listen string) (token, source string, err 
 	switch {
 	case err == nil:
 		if token = strings.TrimSpace(string(b)); token != "" {
-			return token, p, validToken(token, p)
+			if err := validToken(token, p); err != nil {
+				return "", "", err
+			}
+			return token, p, nil
 		}
 	case !errors.Is(err, fs.ErrNotExist):
 		return "", "", fmt.Errorf("http token %s: %w", p, err)
