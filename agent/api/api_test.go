@@ -473,6 +473,9 @@ func mustCounter(t *testing.T, reg *prometheus.Registry, name, code string) prom
 			continue
 		}
 		for _, m := range mf.GetMetric() {
+			if code == "" {
+				return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "x", Help: "x"}, func() float64 { return m.GetCounter().GetValue() })
+			}
 			for _, l := range m.GetLabel() {
 				if l.GetValue() == code {
 					return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "x", Help: "x"}, func() float64 { return m.GetCounter().GetValue() })
