@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -82,15 +83,15 @@ func TestHub_slowClientKicked(t *testing.T) {
 	for i := range nFast {
 		c := dial(t, ctx, wsURL(srv, "?rate=50"), nil)
 		wg.Go(func() {
+			r := &msgReader{c: c}
 			for n := int64(0); ; n++ {
-				_, b, err := c.Read(ctx)
+				m, err := r.next(ctx)
 				if err != nil {
 					readErr[i] = err
 					return
 				}
-				var m api.Message
-				if err := json.Unmarshal(b, &m); err != nil || m.Reading == nil || m.Reading.Sensor != fmt.Sprintf("s-%d", n) {
-					readErr[i] = fmt.Errorf("message %d = %s (%v)", n, b, err)
+				if m.Reading == nil || m.Reading.Sensor != fmt.Sprintf("s-%d", n) {
+					readErr[i] = fmt.Errorf("message %d = %+v", n, m)
 					return
 				}
 				got[i].Add(1)
@@ -156,14 +157,33 @@ func hubDropped(t *testing.T, reg *prometheus.Registry) prometheus.Collector {
 	return mustCounter(t, reg, "edgeagent_ws_dropped_total", "")
 }
 
-func readMsg(t *testing.T, ctx context.Context, c *websocket.Conn) api.Message {
-	t.Helper()
-	_, b, err := c.Read(ctx)
-	if err != nil {
-		t.Fatal(err)
+// msgReader splits the newline-separated messages of each WebSocket frame.
+type msgReader struct {
+	c       *websocket.Conn
+	pending [][]byte
+}
+
+func (r *msgReader) next(ctx context.Context) (api.Message, error) {
+	for len(r.pending) == 0 {
+		_, b, err := r.c.Read(ctx)
+		if err != nil {
+			return api.Message{}, err
+		}
+		r.pending = bytes.Split(b, []byte("\n"))
 	}
 	var m api.Message
-	if err := json.Unmarshal(b, &m); err != nil {
+	err := json.Unmarshal(r.pending[0], &m)
+	r.pending = r.pending[1:]
+	return m, err
+}
+
+var readers sync.Map // *websocket.Conn -> *msgReader
+
+func readMsg(t *testing.T, ctx context.Context, c *websocket.Conn) api.Message {
+	t.Helper()
+	r, _ := readers.LoadOrStore(c, &msgReader{c: c})
+	m, err := r.(*msgReader).next(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return m
