@@ -286,9 +286,12 @@
       state.backoff = Math.min(state.backoff * 2, 15000);
     };
     ws.onmessage = (ev) => {
-      const m = JSON.parse(ev.data);
-      if (m.type === "reading") live(m.reading);
-      else if (m.type === "alert") liveAlert(m.alert);
+      // One frame carries one or more JSON messages, newline-separated.
+      for (const line of ev.data.split("\n")) {
+        const m = JSON.parse(line);
+        if (m.type === "reading") live(m.reading);
+        else if (m.type === "alert") liveAlert(m.alert);
+      }
     };
   }
 
