@@ -165,11 +165,13 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	a.pipeline.Start()
 
-	dec, err := ingest.New(ingest.FromConfig(cfg.Ingest))
+	dec, err := ingest.New(ingestOptions(cfg.Ingest))
 	if err != nil {
 		return err
 	}
-	a.pipeline.Metrics().Counted(ingest.ReasonNames()...)
+	for _, r := range ingest.Reasons {
+		a.pipeline.Metrics().Counted(string(r))
+	}
 	a.intake = agent.NewIntake(a.pipeline, dec, cfg.MQTT.AckTimeout)
 	handler := func(ctx context.Context, m broker.Message) error {
 		return a.intake.Ingest(ctx, agent.Message{
@@ -198,7 +200,8 @@ func (a *App) Start(ctx context.Context) error {
 		a.external, err = broker.NewExternal(broker.ExternalOptions{
 			URL: cfg.MQTT.External.URL, ClientID: clientID, Username: cfg.MQTT.External.Username,
 			Password: password, Topics: cfg.MQTT.External.Topics, QoS: byte(cfg.MQTT.External.QoS),
-			Handler: handler, Logger: a.log.With("component", "external"), Registerer: a.reg,
+			AckTimeout: cfg.MQTT.AckTimeout,
+			Handler:    handler, Logger: a.log.With("component", "external"), Registerer: a.reg,
 		})
 		if err != nil {
 			return err
@@ -326,7 +329,8 @@ func brokerOptions(c config.MQTTConfig, h broker.Handler, log *slog.Logger, reg 
 		TLSCert: c.TLSCert, TLSKey: c.TLSKey,
 		AllowAnonymous: c.AllowAnonymous, Users: users,
 		MaxClients: c.MaxClients, MaxPacket: int(c.MaxPacket), ConnectTimeout: c.ConnectTimeout,
-		Handler: h, Logger: log.With("component", "broker"), Registerer: reg,
+		AckTimeout: c.AckTimeout,
+		Handler:    h, Logger: log.With("component", "broker"), Registerer: reg,
 	}
 }
 
