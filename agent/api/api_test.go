@@ -22,43 +22,18 @@ import (
 
 	"github.com/edgeagent/edgeagent/agent"
 	"github.com/edgeagent/edgeagent/agent/api"
+	"github.com/edgeagent/edgeagent/agent/ingest"
 )
 
-// jsonDecoder decodes topic sensors/{id}/{kind} with payload {"value":x,"ts":ms}
-// or a plain number. agent/ingest is not on main yet; this stands in for it
-// with the same contract (ErrUnmatched, rejections).
-type jsonDecoder struct{}
-
-type rejection struct{ msg, reason string }
-
-func (r rejection) Error() string        { return r.msg }
-func (r rejection) RejectReason() string { return r.reason }
-
-func (jsonDecoder) Decode(topic string, payload []byte, arrived time.Time, out []agent.Reading) ([]agent.Reading, error) {
-	parts := strings.Split(topic, "/")
-	if len(parts) != 3 || parts[0] != "sensors" || parts[1] == "" {
-		return out, fmt.Errorf("topic %q: %w", topic, agent.ErrUnmatched)
+// newDecoder is the real ingest decoder with the default topic template
+// sensors/{sensor}/{kind}.
+func newDecoder(t *testing.T) *ingest.Decoder {
+	t.Helper()
+	d, err := ingest.New(ingest.Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	r := agent.Reading{Sensor: parts[1], Kind: parts[2], Time: arrived, Arrived: arrived}
-	var p struct {
-		Value *float64 `json:"value"`
-		TS    int64    `json:"ts"`
-	}
-	if err := json.Unmarshal(payload, &p); err != nil {
-		var v float64
-		if err2 := json.Unmarshal(payload, &v); err2 != nil {
-			return out, rejection{fmt.Sprintf("topic %q: payload is not JSON: %v", topic, err), "malformed"}
-		}
-		p.Value = &v
-	}
-	if p.Value == nil {
-		return out, rejection{fmt.Sprintf("topic %q: field %q: missing", topic, "value"), "no_value"}
-	}
-	r.Value = *p.Value
-	if p.TS > 0 {
-		r.Time = time.UnixMilli(p.TS)
-	}
-	return append(out, r), nil
+	return d
 }
 
 // memHistory keeps every result the pipeline emits, as storage will; it is
@@ -156,10 +131,11 @@ func newFixture(t *testing.T, token string, mod ...func(*api.Options)) *fixture 
 		Shards: 2, Registerer: f.reg, NewStage: func(int) agent.Stage { return &bandStage{open: map[string]bool{}} }, Observers: []agent.Observer{f.hist, hub}, Gateway: "gw-test",
 	})
 	f.pipe.Start()
-	f.intake = agent.NewIntake(f.pipe, jsonDecoder{}, time.Second)
+	dec := newDecoder(t)
+	f.intake = agent.NewIntake(f.pipe, dec, time.Second)
 	opts := api.Options{
 		Gatherer: f.reg, Registerer: f.reg, Gateway: "gw-test", Version: "v-test",
-		Sensors: f.pipe, History: f.hist, Alerts: f.hist, Decoder: jsonDecoder{}, Ingester: f.intake,
+		Sensors: f.pipe, History: f.hist, Alerts: f.hist, Decoder: dec, Ingester: f.intake,
 		DetectorState: func(st agent.Stage, sensor string) any {
 			f.detCalls++
 			return map[string]any{"zscore": map[string]any{"sensor": sensor, "band": []float64{1, 2}}}
