@@ -167,6 +167,10 @@ type WSReading struct {
 	Flags    agent.Flags `json:"flags,omitempty"`
 }
 
+// alwaysScore: a reading scored at least this high is never downsampled
+// away, so a viewer sees the anomalous value itself.
+const alwaysScore = 0.5
+
 // Observe queues rs (except suppressed ones) and as to every interested
 // client. It never blocks on a client.
 func (h *Hub) Observe(rs []agent.Result, as []agent.Alert) {
@@ -183,7 +187,7 @@ func (h *Hub) Observe(rs []agent.Result, as []agent.Alert) {
 		}
 		var b []byte
 		for c := range h.clients {
-			if c.kicked.Load() || !c.matches(r.Sensor) || !c.due(r.Sensor, now) {
+			if c.kicked.Load() || !c.matches(r.Sensor) || (!c.due(r.Sensor, now) && r.Score < alwaysScore) {
 				continue
 			}
 			if b == nil {

@@ -204,6 +204,9 @@ func TestHub_filterAndDownsample(t *testing.T) {
 	hub.Observe([]agent.Result{result("boiler-1", 1, ""), result("pump-1", 2, ""), result("boiler-2", 3, "")}, nil)
 	now.Add(int64(100 * time.Millisecond))
 	hub.Observe([]agent.Result{result("boiler-1", 4, "")}, nil) // too soon for both
+	hot := result("boiler-1", 99, "")
+	hot.Score = 0.9
+	hub.Observe([]agent.Result{hot}, nil) // too soon, but anomalous: sent
 	now.Add(int64(time.Second))
 	sup := result("boiler-1", 5, "")
 	sup.Suppressed = true
@@ -211,7 +214,7 @@ func TestHub_filterAndDownsample(t *testing.T) {
 		{ID: "a1", Sensor: "pump-1", State: agent.AlertFiring}, {ID: "a2", Sensor: "boiler-1", State: agent.AlertFiring}})
 
 	var seq []string
-	for range 4 {
+	for range 5 {
 		m := readMsg(t, ctx, c)
 		if m.Type == "reading" {
 			seq = append(seq, fmt.Sprintf("%s=%g", m.Reading.Sensor, m.Reading.V))
@@ -219,11 +222,11 @@ func TestHub_filterAndDownsample(t *testing.T) {
 			seq = append(seq, "alert "+m.Alert.ID)
 		}
 	}
-	if want := "boiler-1=1 boiler-2=3 boiler-1=6 alert a2"; strings.Join(seq, " ") != want {
+	if want := "boiler-1=1 boiler-2=3 boiler-1=99 boiler-1=6 alert a2"; strings.Join(seq, " ") != want {
 		t.Fatalf("filtered client got %q; want %q", strings.Join(seq, " "), want)
 	}
 	seq = nil
-	for range 6 {
+	for range 7 {
 		m := readMsg(t, ctx, all)
 		if m.Type == "reading" {
 			seq = append(seq, fmt.Sprintf("%s=%g", m.Reading.Sensor, m.Reading.V))
@@ -231,7 +234,7 @@ func TestHub_filterAndDownsample(t *testing.T) {
 			seq = append(seq, "alert "+m.Alert.ID)
 		}
 	}
-	if want := "boiler-1=1 pump-1=2 boiler-2=3 boiler-1=6 alert a1 alert a2"; strings.Join(seq, " ") != want {
+	if want := "boiler-1=1 pump-1=2 boiler-2=3 boiler-1=99 boiler-1=6 alert a1 alert a2"; strings.Join(seq, " ") != want {
 		t.Fatalf("unfiltered client got %q; want %q", strings.Join(seq, " "), want)
 	}
 }

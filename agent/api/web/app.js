@@ -218,8 +218,9 @@
       g.beginPath(); g.moveTo(L, yy); g.lineTo(W - R, yy); g.stroke();
       g.fillText(fmtNum(v), 4, yy + 4);
     }
-    for (let i = 0; i <= 4; i++) {
-      const t = t0 + ((now - t0) * i) / 4;
+    const nx = W < 500 ? 2 : 4;
+    for (let i = 0; i <= nx; i++) {
+      const t = t0 + ((now - t0) * i) / nx;
       const d = new Date(t);
       const lab = state.range === "7d" ? d.toLocaleDateString([], { month: "short", day: "numeric" }) : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
       g.fillText(lab, Math.min(x(t) - 14, W - R - 40), H - 6);
@@ -262,11 +263,11 @@
   }
   function renderAlerts() {
     const ul = $("alerts");
-    ul.replaceChildren(...state.alerts.slice(0, 50).map(alertItem));
+    ul.replaceChildren(...state.alerts.slice(0, 20).map(alertItem));
     if (!state.alerts.length) ul.append(el("li", "resolved", "no alerts"));
   }
   async function loadAlerts() {
-    const r = await api("/api/v1/alerts?limit=50");
+    const r = await api("/api/v1/alerts?limit=20");
     state.alerts = r.alerts;
     renderAlerts();
   }
