@@ -43,15 +43,16 @@ type Options struct {
 	Version string    // shown in /api/v1/status
 	Started time.Time // process start for uptime; zero means when New ran
 
-	Sensors  Sensors    // nil: sensor endpoints answer 503
-	History  History    // nil: readings endpoint answers 503
-	Alerts   AlertStore // nil: alerts endpoint answers 503
+	Sensors  Sensors     // nil: sensor endpoints answer 503
+	History  History     // nil: readings endpoint answers 503
+	Rollups  RollupsFunc // nil: long ranges answer 503
+	Alerts   AlertStore  // nil: alerts endpoint answers 503
 	Decoder  agent.Decoder
 	Ingester Ingester // with Decoder: POST /api/v1/readings; either nil: 503
 	// DetectorState, when set, is called on the shard goroutine that owns
-	// sensor (inside Sensors.Inspect) and returns a JSON-encodable view of the
-	// stage's per-detector state for GET /api/v1/sensors/{id}.
-	DetectorState func(st agent.Stage, sensor string) any
+	// sensor (inside Sensors.Inspect) and returns the stage's detectors for
+	// GET /api/v1/sensors/{id}.
+	DetectorState func(st agent.Stage, sensor string) []DetectorView
 	// Status, when set, gives the figures the API cannot see itself (MQTT
 	// clients, uplink, outbox, database size).
 	Status func(ctx context.Context) StatusExtra

@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -32,36 +30,38 @@ type Sensors interface {
 // Rollup is one aggregated interval of a sensor's readings.
 type Rollup struct {
 	Start time.Time
-	Count int64
+	Count int
 	Min   float64
 	Max   float64
 	Mean  float64
 	Last  float64
 }
 
-// History is the stored time series of sensors (cmd passes storage).
+// History is the stored raw series of sensors; *storage.DB implements it.
 type History interface {
-	// Readings returns raw results of sensor with from <= Time < to, oldest
-	// first, at most limit. An unknown sensor yields none, not an error.
-	Readings(ctx context.Context, sensor string, from, to time.Time, limit int) ([]agent.Result, error)
-	// Rollups returns the 1-minute rollups starting in [from, to), oldest first, at most limit.
-	Rollups(ctx context.Context, sensor string, from, to time.Time, limit int) ([]Rollup, error)
+	// Results returns the results of sensor with from <= Time < to, oldest
+	// first (desc: newest first), at most limit. An unknown sensor yields
+	// none, not an error.
+	Results(sensor string, from, to time.Time, limit int, desc bool) ([]agent.Result, error)
 }
+
+// RollupsFunc returns the 1-minute rollups of sensor starting in [from, to),
+// oldest first, at most limit.
+type RollupsFunc func(sensor string, from, to time.Time, limit int) ([]Rollup, error)
 
 // AlertQuery selects alerts. Zero fields do not filter.
 type AlertQuery struct {
-	State  agent.AlertState
+	State  agent.AlertState // the incident's latest state
 	Sensor string
-	Since  time.Time // UpdatedAt >= Since
-	Until  time.Time // UpdatedAt <= Until (the pagination cursor)
+	Since  time.Time // incidents that started at or after Since
 	Limit  int
+	Cursor string // opaque, from the previous page
 }
 
-// AlertStore lists stored alerts.
+// AlertStore lists stored incidents (the latest transition of each alert
+// id), newest start first, with the cursor of the next page ("" on the last).
 type AlertStore interface {
-	// Alerts returns the latest state of each matching incident, newest
-	// UpdatedAt first, at most q.Limit.
-	Alerts(ctx context.Context, q AlertQuery) ([]agent.Alert, error)
+	Alerts(ctx context.Context, q AlertQuery) ([]agent.Alert, string, error)
 }
 
 // Ingester takes a message through the same path as MQTT; *agent.Intake implements it.
@@ -69,27 +69,25 @@ type Ingester interface {
 	Ingest(ctx context.Context, m agent.Message) error
 }
 
-// The func adapters let cmd wire sources whose method sets differ.
-
-// HistoryFuncs adapts two functions to History.
-type HistoryFuncs struct {
-	ReadingsFunc func(ctx context.Context, sensor string, from, to time.Time, limit int) ([]agent.Result, error)
-	RollupsFunc  func(ctx context.Context, sensor string, from, to time.Time, limit int) ([]Rollup, error)
-}
-
-func (h HistoryFuncs) Readings(ctx context.Context, sensor string, from, to time.Time, limit int) ([]agent.Result, error) {
-	return h.ReadingsFunc(ctx, sensor, from, to, limit)
-}
-
-func (h HistoryFuncs) Rollups(ctx context.Context, sensor string, from, to time.Time, limit int) ([]Rollup, error) {
-	return h.RollupsFunc(ctx, sensor, from, to, limit)
-}
-
 // AlertsFunc adapts a function to AlertStore.
-type AlertsFunc func(ctx context.Context, q AlertQuery) ([]agent.Alert, error)
+type AlertsFunc func(ctx context.Context, q AlertQuery) ([]agent.Alert, string, error)
 
-func (f AlertsFunc) Alerts(ctx context.Context, q AlertQuery) ([]agent.Alert, error) {
+// Alerts calls f.
+func (f AlertsFunc) Alerts(ctx context.Context, q AlertQuery) ([]agent.Alert, string, error) {
 	return f(ctx, q)
+}
+
+// DetectorView is one detector of a sensor in GET /api/v1/sensors/{id}.
+type DetectorView struct {
+	Name     string         `json:"name"`
+	Type     string         `json:"type"`
+	Score    float64        `json:"score"`
+	Band     *[2]float64    `json:"band,omitempty"` // [lo, hi] expected; absent without a baseline
+	Baseline agent.Baseline `json:"baseline"`
+	Reason   string         `json:"reason,omitempty"`
+	State    string         `json:"state"` // ok, pending, firing, flapping
+	AlertID  string         `json:"alert_id,omitempty"`
+	Since    time.Time      `json:"since,omitzero"`
 }
 
 // StatusExtra are the figures of /api/v1/status that come from other parts.
@@ -287,7 +285,7 @@ func (s *Server) sensors(w http.ResponseWriter, r *http.Request) {
 type SensorDetail struct {
 	agent.SensorInfo
 	// Detectors is the stage's per-detector state and band (DetectorState).
-	Detectors any `json:"detectors,omitempty"`
+	Detectors []DetectorView `json:"detectors,omitempty"`
 	// OpenAlerts are the sensor's firing or flapping incidents.
 	OpenAlerts []agent.Alert `json:"open_alerts"`
 }
@@ -314,7 +312,7 @@ func (s *Server) sensor(w http.ResponseWriter, r *http.Request) {
 	}
 	d.OpenAlerts = []agent.Alert{}
 	if s.opts.Alerts != nil {
-		as, err := s.opts.Alerts.Alerts(r.Context(), AlertQuery{Sensor: id, Limit: 100})
+		as, _, err := s.opts.Alerts.Alerts(r.Context(), AlertQuery{Sensor: id, Limit: 100})
 		if err != nil {
 			writeError(w, err)
 			return
@@ -364,7 +362,7 @@ func (s *Server) readings(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	if err := onlyParams(q, "from", "to", "limit", "resolution"); err != nil {
+	if err := onlyParams(q, "from", "to", "limit", "resolution", "order"); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -400,16 +398,35 @@ func (s *Server) readings(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badParam("resolution", "%q is not raw or rollup", res))
 		return
 	}
+	if res == "rollup" && s.opts.Rollups == nil {
+		writeError(w, unavailable("rollups"))
+		return
+	}
+	var desc bool
+	switch q.Get("order") {
+	case "", "asc":
+	case "desc":
+		desc = true
+	default:
+		writeError(w, badParam("order", "%q is not asc or desc", q.Get("order")))
+		return
+	}
 	id := r.PathValue("id")
 	out := Series{Sensor: id, From: from.UTC(), To: to.UTC(), Resolution: res}
 	if res == "raw" {
-		rs, err := s.opts.History.Readings(r.Context(), id, from, to, limit+1)
+		// With the default ascending order a truncated answer would hold the
+		// oldest readings of the range; a chart wants the newest, so fetch
+		// them newest first and reverse.
+		rs, err := s.opts.History.Results(id, from, to, limit+1, true)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
 		if len(rs) > limit {
 			rs, out.Truncated = rs[:limit], true
+		}
+		if !desc {
+			slices.Reverse(rs)
 		}
 		out.Points = make([]Point, len(rs))
 		for i, x := range rs {
@@ -421,7 +438,7 @@ func (s *Server) readings(w http.ResponseWriter, r *http.Request) {
 		}
 	} else {
 		out.Step = "1m"
-		rs, err := s.opts.History.Rollups(r.Context(), id, from, to, limit+1)
+		rs, err := s.opts.Rollups(id, from, to, limit+1)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -431,7 +448,7 @@ func (s *Server) readings(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Rollups = make([]RollupPoint, len(rs))
 		for i, x := range rs {
-			out.Rollups[i] = RollupPoint{T: x.Start.UnixMilli(), N: x.Count, Min: x.Min, Max: x.Max, Mean: x.Mean, Last: x.Last}
+			out.Rollups[i] = RollupPoint{T: x.Start.UnixMilli(), N: int64(x.Count), Min: x.Min, Max: x.Max, Mean: x.Mean, Last: x.Last}
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -454,7 +471,7 @@ func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	aq := AlertQuery{State: agent.AlertState(q.Get("state")), Sensor: q.Get("sensor")}
+	aq := AlertQuery{State: agent.AlertState(q.Get("state")), Sensor: q.Get("sensor"), Cursor: q.Get("cursor")}
 	switch aq.State {
 	case "", agent.AlertPending, agent.AlertFiring, agent.AlertResolved, agent.AlertFlapping:
 	default:
@@ -468,92 +485,25 @@ func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	limit, err := s.limit(q, 1000)
-	if err != nil {
+	if aq.Limit, err = s.limit(q, 1000); err != nil {
 		writeError(w, err)
 		return
 	}
 	if q.Get("limit") == "" {
-		limit = 100
+		aq.Limit = 100
 	}
-	var cur cursor
-	if c := q.Get("cursor"); c != "" {
-		if cur, err = parseCursor(c); err != nil {
-			writeError(w, badParam("cursor", "malformed cursor"))
-			return
-		}
-		aq.Until = cur.t
-	}
-	// Ask for enough to skip the items of the previous page that share the
-	// cursor's time, plus one to know whether a next page exists.
-	aq.Limit = limit + 1 + cur.skip
-	as, err := s.opts.Alerts.Alerts(r.Context(), aq)
+	as, next, err := s.opts.Alerts.Alerts(r.Context(), aq)
 	if err != nil {
+		if aq.Cursor != "" && errors.Is(err, agent.ErrNotFound) {
+			err = badParam("cursor", "unknown or malformed cursor")
+		}
 		writeError(w, err)
 		return
 	}
-	slices.SortStableFunc(as, alertOrder)
-	if !cur.t.IsZero() {
-		as = slices.DeleteFunc(as, func(a agent.Alert) bool { return alertOrder(a, cur.alert()) <= 0 })
+	if as == nil {
+		as = []agent.Alert{}
 	}
-	page := AlertPage{Alerts: as}
-	if len(as) > limit {
-		page.Alerts = as[:limit]
-		last := page.Alerts[limit-1]
-		skip := 0
-		for _, a := range page.Alerts {
-			if a.UpdatedAt.Equal(last.UpdatedAt) {
-				skip++
-			}
-		}
-		if cur.t.Equal(last.UpdatedAt) {
-			skip += cur.skip
-		}
-		page.Next = cursor{t: last.UpdatedAt, id: last.ID, skip: skip}.String()
-	}
-	if page.Alerts == nil {
-		page.Alerts = []agent.Alert{}
-	}
-	writeJSON(w, http.StatusOK, page)
-}
-
-// alertOrder sorts newest UpdatedAt first, then by descending id.
-func alertOrder(a, b agent.Alert) int {
-	return cmp.Or(b.UpdatedAt.Compare(a.UpdatedAt), strings.Compare(b.ID, a.ID))
-}
-
-// cursor is the position after the last alert of a page: its time and id,
-// and how many alerts with that same time the pages so far have shown.
-type cursor struct {
-	t    time.Time
-	id   string
-	skip int
-}
-
-func (c cursor) alert() agent.Alert { return agent.Alert{UpdatedAt: c.t, ID: c.id} }
-
-func (c cursor) String() string {
-	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d|%d|%s", c.t.UnixNano(), c.skip, c.id))
-}
-
-func parseCursor(s string) (cursor, error) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return cursor{}, err
-	}
-	parts := strings.SplitN(string(b), "|", 3)
-	if len(parts) != 3 {
-		return cursor{}, errors.New("want 3 parts")
-	}
-	ns, err1 := strconv.ParseInt(parts[0], 10, 64)
-	skip, err2 := strconv.Atoi(parts[1])
-	if err := errors.Join(err1, err2); err != nil {
-		return cursor{}, err
-	}
-	if ns <= 0 || skip < 0 || skip > 1<<20 {
-		return cursor{}, errors.New("out of range")
-	}
-	return cursor{t: time.Unix(0, ns), id: parts[2], skip: skip}, nil
+	writeJSON(w, http.StatusOK, AlertPage{Alerts: as, Next: next})
 }
 
 // IngestItem is one element of the POST /api/v1/readings body: an MQTT
