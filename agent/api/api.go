@@ -93,7 +93,7 @@ func (o *Options) ensureDefaults() {
 		o.MaxLimit = 10000
 	}
 	if o.Hub == nil {
-		o.Hub = NewHub(HubOptions{Logger: o.Logger, Registerer: o.Registerer, OriginPatterns: originHosts(o.CORSOrigins)})
+		o.Hub = NewHub(HubOptions{Logger: o.Logger, Registerer: o.Registerer, OriginPatterns: OriginHosts(o.CORSOrigins)})
 	}
 }
 

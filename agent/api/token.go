@@ -86,9 +86,9 @@ func IsLoopback(listen string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// originHosts turns CORS origins ("https://host:port") into the host
+// OriginHosts turns CORS origins ("https://host:port") into the host
 // patterns coder/websocket matches Origin against.
-func originHosts(origins []string) []string {
+func OriginHosts(origins []string) []string {
 	var out []string
 	for _, o := range origins {
 		if u, err := url.Parse(o); err == nil && u.Host != "" {
