@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -78,18 +77,19 @@ type App struct {
 	log  *slog.Logger
 	reg  *prometheus.Registry
 
-	store    *storage.DB
-	pipeline *agent.Pipeline
-	intake   *agent.Intake
-	broker   *broker.Broker
-	external *broker.External
-	api      *api.Server
-	hub      *api.Hub // the live stream: a pipeline Observer, served by api
-	http     *http.Server
-	httpLn   net.Listener
-	simStop  context.CancelFunc
-	bg       sync.WaitGroup
-	started  time.Time
+	store      *storage.DB
+	pipeline   *agent.Pipeline
+	intake     *agent.Intake
+	broker     *broker.Broker
+	external   *broker.External
+	api        *api.Server
+	hub        *api.Hub // the live stream: a pipeline Observer, served by api
+	http       *http.Server
+	httpLn     net.Listener
+	simStop    context.CancelFunc
+	statusStop context.CancelFunc
+	bg         sync.WaitGroup
+	started    time.Time
 }
 
 // NewApp returns an App for cfg; nothing runs until Start.
@@ -117,7 +117,7 @@ func (a *App) Start(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
-	dbPath := filepath.Join(cfg.DataDir, "edgeagent.db")
+	dbPath := cfg.Storage.Path(cfg.DataDir)
 	if a.opts.ResetDB {
 		if moved, err := storage.ResetFile(dbPath); err != nil {
 			return err
@@ -127,17 +127,19 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	var err error
 	a.store, err = storage.Open(dbPath, storage.Options{
-		CommitInterval:  cfg.Storage.CommitInterval,
-		RawRetention:    cfg.Storage.RawRetention,
-		RollupRetention: cfg.Storage.RollupRetention,
-		MaxRawPerSensor: cfg.Storage.MaxRawPerSensor,
-		MaxBytes:        int64(cfg.Storage.MaxBytes),
-		Outbox:          cfg.Upstream.URL != "",
-		OutboxMaxBytes:  int64(cfg.Upstream.OutboxMaxBytes),
-		OutboxMaxAge:    cfg.Upstream.OutboxMaxAge,
-		Gateway:         cfg.GatewayID,
-		Logger:          a.log.With("component", "storage"),
-		Registerer:      a.reg,
+		CommitInterval:   cfg.Storage.CommitInterval,
+		MaxBatch:         cfg.Storage.MaxBatch,
+		MaxPendingAlerts: cfg.Storage.MaxPendingAlerts,
+		RawRetention:     cfg.Storage.RawRetention,
+		RollupRetention:  cfg.Storage.RollupRetention,
+		MaxRawPerSensor:  cfg.Storage.MaxRawPerSensor,
+		MaxBytes:         int64(cfg.Storage.MaxBytes),
+		Outbox:           cfg.Upstream.URL != "",
+		OutboxMaxBytes:   int64(cfg.Upstream.OutboxMaxBytes),
+		OutboxMaxAge:     cfg.Upstream.OutboxMaxAge,
+		Gateway:          cfg.GatewayID,
+		Logger:           a.log, // storage adds component=storage
+		Registerer:       a.reg,
 	})
 	if err != nil {
 		return err
@@ -165,12 +167,13 @@ func (a *App) Start(ctx context.Context) error {
 			e, _ := anomaly.New(engineOpts) // checked above: same options, same result
 			return e
 		},
-		Store:      a.store,
-		SaveState:  a.store.SaveState,
-		Observers:  []agent.Observer{a.hub},
-		Gateway:    cfg.GatewayID,
-		Logger:     a.log.With("component", "pipeline"),
-		Registerer: a.reg,
+		Store:            a.store,
+		SnapshotInterval: cfg.Storage.SnapshotInterval,
+		SaveState:        a.store.SaveState,
+		Observers:        []agent.Observer{a.hub},
+		Gateway:          cfg.GatewayID,
+		Logger:           a.log.With("component", "pipeline"),
+		Registerer:       a.reg,
 	})
 	if err := a.store.LoadState(a.pipeline.Restore); err != nil {
 		a.log.Warn("detector state not restored", "err", err)
@@ -328,6 +331,9 @@ func (a *App) Start(ctx context.Context) error {
 			}
 		})
 	}
+	sctx, stopStatus := context.WithCancel(context.Background())
+	a.statusStop = stopStatus
+	a.bg.Go(func() { a.reportStatus(sctx, 10*time.Second) })
 	a.log.Info("edgeagent started", "version", version, "gateway", cfg.GatewayID,
 		"mqtt", a.MQTTAddr(), "http", a.HTTPAddr(), "data", dbPath)
 	return nil
@@ -374,6 +380,9 @@ func (a *App) Close() error {
 	var errs []error
 	if a.simStop != nil {
 		a.simStop()
+	}
+	if a.statusStop != nil {
+		a.statusStop()
 	}
 	if a.broker != nil {
 		errs = append(errs, a.broker.Close())
