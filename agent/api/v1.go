@@ -139,7 +139,10 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		WSClients: s.hub.Clients(),
 	}
 	st.Uplink.State = "disabled"
-	if s.opts.Gatherer != nil {
+	if sp, ok := s.opts.Sensors.(interface{ Stats() agent.Stats }); ok {
+		ps := sp.Stats() // *agent.Pipeline: cheap atomic totals
+		st.Readings = Counts{Received: float64(ps.Received), Processed: float64(ps.Processed), Rejected: float64(ps.Rejected)}
+	} else if s.opts.Gatherer != nil {
 		st.Readings = countsFrom(s.opts.Gatherer)
 	}
 	if s.opts.Sensors != nil {
