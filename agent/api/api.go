@@ -66,6 +66,9 @@ type Options struct {
 	CORSOrigins []string
 	// MaxBody caps request bodies; zero means 1 MiB.
 	MaxBody int64
+	// WriteTimeout bounds writing one response (set per request, so it never
+	// cuts a WebSocket, which lives on). Zero means none.
+	WriteTimeout time.Duration
 	// RawMaxRange is the longest range answered with raw readings; longer
 	// ranges get 1-minute rollups. Zero means 1h.
 	RawMaxRange time.Duration
@@ -149,6 +152,13 @@ func (s *Server) Close() error { return s.hub.Close() }
 // ServeHTTP counts the request by status code and routes it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &recorder{ResponseWriter: w}
+	if s.opts.WriteTimeout > 0 {
+		deadline := time.Now().Add(s.opts.WriteTimeout)
+		if r.URL.Path == "/ws" {
+			deadline = time.Time{} // the hub bounds each write itself
+		}
+		_ = http.NewResponseController(w).SetWriteDeadline(deadline)
+	}
 	h := w.Header()
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")

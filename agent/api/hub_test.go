@@ -193,7 +193,8 @@ func TestHub_filterAndDownsample(t *testing.T) {
 	var now atomic.Int64
 	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	hub := api.NewHub(api.HubOptions{Now: func() time.Time { return time.Unix(0, now.Load()) }})
-	srv := httptest.NewServer(api.New(api.Options{Hub: hub}))
+	// WriteTimeout applies to responses, never to the long-lived stream.
+	srv := httptest.NewServer(api.New(api.Options{Hub: hub, WriteTimeout: 50 * time.Millisecond}))
 	t.Cleanup(func() { srv.Close(); _ = hub.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -201,6 +202,7 @@ func TestHub_filterAndDownsample(t *testing.T) {
 	all := dial(t, ctx, wsURL(srv, ""), nil) // default rate 2/s, no filter
 	waitFor(t, "clients", func() bool { return hub.Clients() == 2 })
 
+	time.Sleep(100 * time.Millisecond) // past the WriteTimeout: the stream must still work
 	hub.Observe([]agent.Result{result("boiler-1", 1, ""), result("pump-1", 2, ""), result("boiler-2", 3, "")}, nil)
 	now.Add(int64(100 * time.Millisecond))
 	hub.Observe([]agent.Result{result("boiler-1", 4, "")}, nil) // too soon for both

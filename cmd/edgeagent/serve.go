@@ -287,12 +287,13 @@ func (a *App) Start(ctx context.Context) error {
 			}
 			return st
 		},
-		Token:       token,
-		OpenMetrics: cfg.HTTP.OpenMetrics,
-		CORSOrigins: cfg.HTTP.CORSOrigins,
-		MaxBody:     int64(cfg.HTTP.MaxBody),
-		RawMaxRange: cfg.HTTP.RawMaxRange,
-		Hub:         a.hub,
+		Token:        token,
+		OpenMetrics:  cfg.HTTP.OpenMetrics,
+		CORSOrigins:  cfg.HTTP.CORSOrigins,
+		MaxBody:      int64(cfg.HTTP.MaxBody),
+		WriteTimeout: cfg.HTTP.WriteTimeout,
+		RawMaxRange:  cfg.HTTP.RawMaxRange,
+		Hub:          a.hub,
 	})
 	if cfg.HTTP.Listen != "" {
 		a.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen)
