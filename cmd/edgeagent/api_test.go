@@ -19,7 +19,6 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/edgeagent/edgeagent/agent/api"
-	"github.com/edgeagent/edgeagent/agent/config"
 )
 
 const apiToken = "e2e-token-0123456789"
@@ -46,21 +45,7 @@ func startSimApp(t *testing.T, n int, rate float64) *App {
 	yaml := fmt.Sprintf("gateway_id: e2e-gw\ndata_dir: %s\nmqtt: {listen: \"127.0.0.1:0\", allow_anonymous: true}\n"+
 		"http: {listen: \"127.0.0.1:0\", token_file: %s, open_metrics: false}\nstorage: {commit_interval: 20ms}\n%s",
 		filepath.Join(dir, "data"), tokenFile, apiRules)
-	cfg, err := config.Parse([]byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	app := NewApp(cfg, AppOptions{Simulate: n, SimulateRate: rate})
-	if err := app.Start(context.Background()); err != nil {
-		app.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := app.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return app
+	return startAppConfig(t, yaml, AppOptions{Simulate: n, SimulateRate: rate})
 }
 
 // call does one API request with the token (or none) and decodes JSON into out.
