@@ -150,7 +150,7 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 	engineMetrics := anomaly.NewMetrics(a.reg)
-	engineOpts := anomaly.Options{Rules: rules, Gateway: cfg.GatewayID, Metrics: engineMetrics}
+	engineOpts := anomaly.Options{Rules: rules, Gateway: cfg.GatewayID, Metrics: engineMetrics, Devices: anomaly.NewDevices()}
 	if _, err := anomaly.New(engineOpts); err != nil {
 		return err
 	}
