@@ -62,6 +62,7 @@ package ingest
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/edgeagent/edgeagent/agent"
@@ -211,6 +212,7 @@ type Decoder struct {
 	ha         *haState // nil when discovery is off
 	sp         *spState // nil when Sparkplug is off
 	stats      stats
+	walkers    sync.Pool // *walker, reused by the JSON mapping
 }
 
 // New checks opts and builds a Decoder. Its errors name the key path of the

@@ -193,9 +193,9 @@ func validUnit(u string) bool {
 // walker visits the leaves of a mapped JSON document and appends readings.
 type walker struct {
 	d     *Decoder
-	m     *message
+	m     message // a copy: the walk is recursive, so the walker escapes
 	mp    *mapping
-	base  []byte // the base sensor id
+	base  []byte // the base sensor id (a reused buffer)
 	time  time.Time
 	flags agent.Flags
 	uf    [2]string // values of the unit fields
@@ -233,9 +233,17 @@ func (d *Decoder) mapped(m *message, out []agent.Reading) ([]agent.Reading, erro
 	if !ok {
 		return out, &Error{Reason: ReasonBadJSON, Topic: m.topic, Index: -1, Err: s.err}
 	}
-	w := walker{d: d, m: m, mp: t.mapping, out: out}
-	var idbuf [256]byte
-	w.base = t.baseID(m, idbuf[:0])
+	w, _ := d.walkers.Get().(*walker)
+	if w == nil {
+		w = new(walker)
+	}
+	defer func() {
+		clear(w.segs[:])
+		*w = walker{base: w.base[:0], segs: w.segs}
+		d.walkers.Put(w)
+	}()
+	w.d, w.m, w.mp, w.out = d, *m, t.mapping, out
+	w.base = t.baseID(m, w.base[:0])
 	ts, tok, p := jsonTime(m.payload, sp[fTime], t.timeFormat, d.loc)
 	if p == nil && tok {
 		ts, w.flags, p = d.stamp(m, ts)
@@ -263,16 +271,17 @@ func (d *Decoder) mapped(m *message, out []agent.Reading) ([]agent.Reading, erro
 	ws := scanner{b: m.payload[:root.e], i: root.s}
 	ws.ws()
 	w.object(&ws, 0)
-	if len(w.out) == len(out) && len(w.errs) == 0 {
-		return w.out, &Error{Reason: ReasonNoValues, Topic: m.topic, Index: -1, Err: fmt.Errorf("no numeric value to map")}
+	res, errs := w.out, w.errs
+	if len(res) == len(out) && len(errs) == 0 {
+		return res, &Error{Reason: ReasonNoValues, Topic: m.topic, Index: -1, Err: fmt.Errorf("no numeric value to map")}
 	}
-	if len(w.errs) > 0 {
-		if len(w.out) == len(out) && len(w.errs) == 1 {
-			return w.out, w.errs[0]
+	if len(errs) > 0 {
+		if len(res) == len(out) && len(errs) == 1 {
+			return res, errs[0]
 		}
-		return w.out, w.errs
+		return res, errs
 	}
-	return w.out, nil
+	return res, nil
 }
 
 // object walks the object at s.i whose path so far is w.segs[:n].
@@ -402,15 +411,9 @@ func (w *walker) leaf(segs [][]byte, vs span, elem int) {
 			unit = w.uf[unit[1]-'1']
 		}
 	}
-	bad := func(p *problem) {
-		if field == "" {
-			field = joinPath(segs)
-		}
-		w.errs = append(w.errs, &Error{Reason: p.reason, Topic: w.m.topic, Field: field, Index: -1, Err: p.err})
-	}
 	v, p := jsonValue(w.m.payload, vs)
 	if p != nil {
-		bad(p)
+		w.bad(p, field, segs)
 		return
 	}
 	var buf [512]byte
@@ -422,19 +425,27 @@ func (w *walker) leaf(segs [][]byte, vs span, elem int) {
 		id = append(id, s...)
 	}
 	if len(id) > w.d.maxIDLen {
-		bad(fail(ReasonBadSensorID, "id of %d bytes is longer than %d", len(id), w.d.maxIDLen))
+		w.bad(fail(ReasonBadSensorID, "id of %d bytes is longer than %d", len(id), w.d.maxIDLen), field, segs)
 		return
 	}
 	r := agent.Reading{Sensor: string(id), Kind: kind, Unit: unit, Value: v, Time: w.time, Arrived: w.m.arrived, Flags: w.flags}
 	if p := checkID(r.Sensor, w.d.maxIDLen); p != nil {
-		bad(p)
+		w.bad(p, field, segs)
 		return
 	}
 	if p := checkID(r.Kind, w.d.maxIDLen); p != nil {
-		bad(p)
+		w.bad(p, field, segs)
 		return
 	}
 	w.out = append(w.out, r)
+}
+
+// bad records the rejection of a leaf.
+func (w *walker) bad(p *problem, field string, segs [][]byte) {
+	if field == "" {
+		field = joinPath(segs)
+	}
+	w.errs = append(w.errs, &Error{Reason: p.reason, Topic: w.m.topic, Field: field, Index: -1, Err: p.err})
 }
 
 // kindOf returns the kind of a leaf key: the topic's kind table, else the key
