@@ -1,11 +1,20 @@
 // Package ingest turns MQTT messages into readings. A topic template
 // ("sensors/{sensor}/{kind}") maps the topic to a sensor id and kind; a
-// payload codec (JSON with field paths, a bare number, auto, JSON batch arrays)
+// payload codec (JSON with field paths, a bare number, auto, JSON batch arrays,
+// the JSON mapping of many leaves, InfluxDB line protocol, device liveness)
 // turns the payload into values and times. Every payload or batch item it
 // cannot turn into a valid reading is rejected with a Reason the caller counts.
 //
-// The package is pure: no I/O, no goroutines, no package state. A Decoder is
-// immutable once built and safe for concurrent use.
+// Device ecosystems come as presets (Tasmota, Zigbee2MQTT, Shelly Gen1/Gen2,
+// ESPHome, thin-edge.io; presets.go) built from the same mechanism, with
+// their liveness topics decoded into one liveness reading per device
+// (liveness.go). Opt-in: Home Assistant discovery (discovery.go) and
+// Sparkplug B (sparkplug.go). docs/devices.md shows the config of each.
+//
+// The package does no I/O, starts no goroutines and has no package state. A
+// Decoder is safe for concurrent use; its configured topics are immutable,
+// and the only state it keeps is the Home Assistant entities and Sparkplug
+// alias tables, behind locks.
 //
 // # Topic templates
 //
@@ -16,6 +25,8 @@
 //	+         matches any one level (not captured)
 //	{sensor}  matches any one level and captures it as the sensor id; {kind} as the kind
 //	{sensor+} matches one or more levels and captures them joined by "/"
+//	{name}    any other name ([a-z][a-z0-9_]*): a capture for Topic.ID
+//	          ("{device}/{channel}"); {device} is the device of the mapping
 //	#         last level only: matches zero or more levels (not captured)
 //
 // A template has at most one {name+} or #. As in MQTT, a topic starting with
