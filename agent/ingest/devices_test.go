@@ -538,3 +538,37 @@ func TestSparkplug(t *testing.T) {
 		t.Errorf("other group: %v; want ErrNoMatch", err)
 	}
 }
+
+// TestDiscovery_concurrent decodes states while configs come and go.
+func TestDiscovery_concurrent(t *testing.T) {
+	d := newDeviceDecoder(t)
+	done := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			var out []agent.Reading
+			for i := 0; i < 300; i++ {
+				obj := "o" + itoa(int64(i%5))
+				cfg := `{"stat_t":"st/` + obj + `","unit_of_meas":"°C","val_tpl":"{{ value_json.v }}","avty_t":"av/x"}`
+				if (i+g)%7 == 0 {
+					cfg = ""
+				}
+				if _, err := d.Decode("homeassistant/sensor/n"+itoa(int64(g))+"/"+obj+"/config", []byte(cfg), arrived, nil); err != nil {
+					t.Error(err)
+				}
+				out, _ = d.Decode("st/"+obj, []byte(`{"v":1}`), arrived, out[:0])
+				for _, r := range out {
+					if r.Unit != "°C" || r.Value != 1 {
+						t.Errorf("reading %+v", r)
+					}
+				}
+				out, _ = d.Decode("av/x", []byte(`online`), arrived, out[:0])
+				_ = d.UnsupportedTemplates()
+				_ = d.Stats()
+			}
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		<-done
+	}
+}
