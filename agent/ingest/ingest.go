@@ -209,7 +209,6 @@ type topic struct {
 	mapping    *mapping
 	live       liveWords
 	idTags     []string
-	ignore     bool // matches, decodes nothing
 }
 
 // Decoder decodes MQTT messages into readings. It is safe for concurrent use.
