@@ -61,12 +61,13 @@ func (h *ingestHook) Provides(b byte) bool {
 // without OnPublish, and a will (Tasmota's LWT "Offline", ESPHome's status
 // "offline") is how a device that lost power or network says so. There is
 // no publisher to acknowledge, so it goes as QoS 0 and an error is only logged.
+// It is news, not a replay: Retained is false even when the will is retained.
 func (h *ingestHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	b := h.b
 	if b.opts.Handler == nil || strings.HasPrefix(pk.TopicName, "$") {
 		return
 	}
-	err := b.opts.Handler(b.ctx, Message{Topic: pk.TopicName, Payload: pk.Payload, Retained: pk.FixedHeader.Retain, ClientID: cl.ID})
+	err := b.opts.Handler(b.ctx, Message{Topic: pk.TopicName, Payload: pk.Payload, ClientID: cl.ID})
 	if err != nil {
 		b.rejectLog.log("mqtt will not ingested", "client", cl.ID, "topic", pk.TopicName, "err", err)
 	}

@@ -175,6 +175,9 @@ func TestApp_devices(t *testing.T) {
 	got := map[string]string{}
 	for _, a := range alerts {
 		got[a.Sensor] += a.Detector + ":" + string(a.State) + " "
+		if a.Detector == anomaly.DetectorDeviceOffline && a.Reason != "device offline: its liveness topic says so" {
+			t.Errorf("%s: reason %q; a will is news, not the broker's replay", a.Sensor, a.Reason)
+		}
 	}
 	wantAlerts := map[string]string{
 		"ds1820":             anomaly.DetectorDeviceOffline + ":firing ",

@@ -188,10 +188,15 @@ func (a *App) Start(ctx context.Context) error {
 		a.pipeline.Metrics().Counted(string(r))
 	}
 	a.intake = agent.NewIntake(a.pipeline, dec, cfg.MQTT.AckTimeout)
+	// A retained message is a replay (last-known state, agent.FlagRetained)
+	// only when a subscription delivers it: from an external broker. The
+	// embedded broker hands over client publishes, which are always fresh,
+	// even with the retain flag (ESPHome retains every state).
+	replays := !cfg.MQTT.Embedded
 	handler := func(ctx context.Context, m broker.Message) error {
 		return a.intake.Ingest(ctx, agent.Message{
 			Topic: m.Topic, Payload: m.Payload, ClientID: m.ClientID,
-			Durable: m.QoS > 0, Retained: m.Retained,
+			Durable: m.QoS > 0, Retained: m.Retained && replays,
 		})
 	}
 
