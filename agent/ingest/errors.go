@@ -11,7 +11,8 @@ import (
 // ErrNoMatch is returned by Decode when no topic template matches the topic.
 // Such a message is not a reading and not a rejection: the broker carries it as
 // any broker would, and the caller counts it apart (edgeagent_mqtt_unmatched_total).
-var ErrNoMatch = errors.New("no topic template matches")
+// It is agent.ErrUnmatched, so agent.Intake recognises it without importing ingest.
+var ErrNoMatch = agent.ErrUnmatched
 
 // Reason is why a payload or a batch item was rejected. The values are stable,
 // low-cardinality label values for edgeagent_readings_rejected_total{reason}.
@@ -142,3 +143,7 @@ func excerpt(b []byte) string {
 	}
 	return string(b)
 }
+
+// RejectReason implements agent.Rejection: the label of
+// edgeagent_readings_rejected_total for this rejection.
+func (e *Error) RejectReason() string { return string(e.Reason) }

@@ -165,11 +165,13 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	a.pipeline.Start()
 
-	dec, err := ingest.New(ingest.FromConfig(cfg.Ingest))
+	dec, err := ingest.New(ingestOptions(cfg.Ingest))
 	if err != nil {
 		return err
 	}
-	a.pipeline.Metrics().Counted(ingest.ReasonNames()...)
+	for _, r := range ingest.Reasons {
+		a.pipeline.Metrics().Counted(string(r))
+	}
 	a.intake = agent.NewIntake(a.pipeline, dec, cfg.MQTT.AckTimeout)
 	handler := func(ctx context.Context, m broker.Message) error {
 		return a.intake.Ingest(ctx, agent.Message{
