@@ -9,9 +9,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +26,7 @@ import (
 	"github.com/edgeagent/edgeagent/agent/ingest"
 	"github.com/edgeagent/edgeagent/agent/sim"
 	"github.com/edgeagent/edgeagent/broker"
+	"github.com/edgeagent/edgeagent/cmd/edgeagent/internal/sdnotify"
 	"github.com/edgeagent/edgeagent/storage"
 )
 
@@ -40,19 +43,64 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	logger := newLogger(cfg.Log, stderr)
+	level := new(slog.LevelVar)
+	logger := newLeveledLogger(cfg.Log, level, stderr)
+	notifier := sdnotify.FromEnv()
+	watchdog, err := sdnotify.WatchdogInterval()
+	if err != nil {
+		logger.Warn("systemd watchdog off", "err", err)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP) // before Start: an early reload is not fatal
+	defer signal.Stop(hup)
+
 	app := NewApp(cfg, AppOptions{Logger: logger, Simulate: *simulate, SimulateRate: *simRate, ResetDB: *resetDB})
 	if err := app.Start(ctx); err != nil {
 		return errors.Join(err, app.Close())
 	}
-	<-ctx.Done()
+	status := newStatusLine(app.Registry(), cfg.Upstream.URL != "")
+	if err := notifier.Ready("started: " + status.String()); err != nil {
+		logger.Warn("sd_notify READY", "err", err)
+	}
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	var loop sync.WaitGroup
+	loop.Go(func() {
+		sdnotify.Loop(loopCtx, sdnotify.LoopOptions{
+			Notifier: notifier, Timeout: watchdog,
+			Healthy: func() error { return app.progressing(stallFor(watchdog)) },
+			Status:  status.String,
+			Logger:  logger.With("component", "watchdog"),
+		})
+	})
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case <-hup:
+			_ = notifier.Reloading()
+			rep, err := app.reload(*cfgPath, level)
+			logReload(logger, *cfgPath, rep, err)
+			_ = notifier.Ready("")
+		}
+	}
 	logger.Info("shutting down")
+	_ = notifier.Stopping()
+	stopLoop()
+	loop.Wait()
 	return app.Close()
 }
 
+// newLogger returns a logger at the config's level.
 func newLogger(c config.LogConfig, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level))
+	return newLeveledLogger(c, new(slog.LevelVar), w)
+}
+
+// newLeveledLogger sets level from the config and returns a logger that
+// follows level, so a reload can change it in place.
+func newLeveledLogger(c config.LogConfig, level *slog.LevelVar, w io.Writer) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(c.Level))
+	level.Set(l)
 	ho := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, ho))
