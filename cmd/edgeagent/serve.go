@@ -195,12 +195,17 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 	engineMetrics := anomaly.NewMetrics(a.reg)
+	engineOpts := anomaly.Options{Rules: rules, Gateway: cfg.GatewayID, Metrics: engineMetrics}
+	if _, err := anomaly.New(engineOpts); err != nil {
+		return err
+	}
 	a.pipeline = agent.NewPipeline(agent.PipelineOptions{
 		Shards:     cfg.Pipeline.Shards,
 		QueueSize:  cfg.Pipeline.QueueSize,
 		MaxSensors: cfg.Ingest.MaxSensors,
 		NewStage: func(int) agent.Stage {
-			return anomaly.NewEngine(anomaly.Options{Rules: rules, Gateway: cfg.GatewayID, Metrics: engineMetrics})
+			e, _ := anomaly.New(engineOpts) // checked above: same options, same result
+			return e
 		},
 		Store:      a.store,
 		SaveState:  a.store.SaveState,
