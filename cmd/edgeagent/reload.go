@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/edgeagent/edgeagent/agent/anomaly"
 	"github.com/edgeagent/edgeagent/agent/config"
 	"github.com/edgeagent/edgeagent/agent/ingest"
 	"github.com/edgeagent/edgeagent/broker"
@@ -20,7 +21,9 @@ type reloadReport struct {
 }
 
 // liveKeys are the keys a reload applies without a restart, by key path
-// prefix. Everything else that changed is reported as needing a restart.
+// prefix. Everything else that changed is reported as needing a restart:
+// rules too, until anomaly.Engine can swap its rules in place (the engines
+// live on the shard goroutines; a swap would go through Pipeline.Inspect).
 var liveKeys = []string{"log.level", "mqtt.allow_anonymous", "mqtt.users"}
 
 // reload re-reads the config at path and applies what can change live. A
@@ -35,6 +38,13 @@ func (a *App) reload(path string, level *slog.LevelVar) (reloadReport, error) {
 	// The same deeper checks Start makes, so a reload never accepts a config
 	// the next restart would refuse.
 	if _, err := ingest.New(ingestOptions(next.Ingest)); err != nil {
+		return reloadReport{}, fmt.Errorf("%s: %w", path, err)
+	}
+	rules, err := anomaly.RulesFromConfig(next.Rules)
+	if err == nil {
+		_, err = anomaly.New(anomaly.Options{Rules: rules, Gateway: next.GatewayID})
+	}
+	if err != nil {
 		return reloadReport{}, fmt.Errorf("%s: %w", path, err)
 	}
 	var rep reloadReport

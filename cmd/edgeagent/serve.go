@@ -68,8 +68,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		sdnotify.Loop(loopCtx, sdnotify.LoopOptions{
 			Notifier: notifier, Timeout: watchdog,
 			Healthy: func() error { return app.progressing(stallFor(watchdog)) },
-			Status:  status.String,
-			Logger:  logger.With("component", "watchdog"),
+			Status:  status.String, StatusInterval: statusEvery(watchdog),
+			Logger: logger.With("component", "watchdog"),
 		})
 	})
 	for running := true; running; {

@@ -32,6 +32,15 @@ func (a *App) progressing(stall time.Duration) error {
 // not mistaken for a hang.
 func stallFor(watchdog time.Duration) time.Duration { return max(watchdog, 10*time.Second) }
 
+// statusEvery is how often STATUS= is refreshed: every 5s, or every watchdog
+// timeout when that is shorter.
+func statusEvery(watchdog time.Duration) time.Duration {
+	if watchdog > 0 && watchdog < 5*time.Second {
+		return watchdog
+	}
+	return 5 * time.Second
+}
+
 // Metric names the status line reads from the App's registry. A missing
 // metric leaves its part out.
 const (
