@@ -4,12 +4,13 @@
 #      the unit whose binary paths point at BINARY (verify needs them to exist);
 #   2. `systemd-analyze security --offline=true` exposure <= MAX_EXPOSURE;
 #   3. the sysusers.d file creates the user in a scratch root;
-#   4. self-test: a unit with an unknown key and a weaker sandbox both fail.
+#   4. configs/edgeagent.yaml passes `edgeagent config check` (the unit's ExecStartPre);
+#   5. self-test: a unit with an unknown key and a weaker sandbox both fail.
 # usage: systemd/check.sh BINARY
 set -euo pipefail
+bin=$(realpath "${1:?usage: $0 BINARY}")
 cd "$(dirname "$0")"
 MAX_EXPOSURE=${MAX_EXPOSURE:-1.5}
-bin=$(realpath "${1:?usage: $0 BINARY}")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -28,6 +29,9 @@ mkdir -p "$tmp/ok"
 sed "s#/usr/local/bin/edgeagent#$bin#g" edgeagent.service >"$tmp/ok/edgeagent.service"
 verify "$tmp/ok/edgeagent.service" || { echo "FAIL: systemd-analyze verify reported problems"; exit 1; }
 echo "ok: systemd-analyze verify clean"
+
+"$bin" config check --quiet ../configs/edgeagent.yaml || { echo "FAIL: configs/edgeagent.yaml does not pass ExecStartPre's check"; exit 1; }
+echo "ok: configs/edgeagent.yaml passes edgeagent config check (ExecStartPre)"
 
 score=$(exposure edgeagent.service)
 [ -n "$score" ] || { echo "FAIL: no exposure score from systemd-analyze security"; exit 1; }
