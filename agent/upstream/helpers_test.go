@@ -8,7 +8,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,6 +58,9 @@ func startMosquitto(t testing.TB, persistent bool, extra ...string) *mosquitto {
 	m := &mosquitto{t: t, port: freePort(t), conf: filepath.Join(dir, "mosquitto.conf"), logPath: filepath.Join(dir, "mosquitto.log")}
 	lines := []string{
 		"per_listener_settings false",
+		// Started as root, mosquitto switches to user "mosquitto", which
+		// cannot write the temp dir: stay who we are.
+		"user " + currentUser(t),
 		"allow_anonymous true",
 		fmt.Sprintf("persistence %v", persistent),
 		"persistence_location " + dir + "/",
@@ -122,14 +127,14 @@ func (m *mosquitto) stop() {
 // subscriber records every message under a topic filter, with QoS 1 and a
 // persistent session so nothing is missed across a broker restart.
 type subscriber struct {
-	t      testing.TB
-	c      mqtt.Client
-	mu     sync.Mutex
-	total  int
-	seen   map[string]bool     // alert id -> received
-	order  map[string][]string // sensor -> ids in first-arrival order
-	topics map[string]int      // topic -> messages
-	status []string            // payloads on the status topic, in order
+	t        testing.TB
+	c        mqtt.Client
+	mu       sync.Mutex
+	total    int
+	seen     map[string]bool     // alert id -> received
+	order    map[string][]string // sensor -> ids in first-arrival order
+	topics   map[string]int      // topic -> messages
+	status   []string            // payloads on the status topic, in order
 	retained []bool
 }
 
@@ -209,7 +214,20 @@ func (s *subscriber) waitDistinct(n int, d time.Duration) {
 	deadline := time.Now().Add(d)
 	for s.distinct() < n {
 		if time.Now().After(deadline) {
-			s.t.Fatalf("subscriber got %d of %d alert ids within %v", s.distinct(), n, d)
+			s.mu.Lock()
+			var ids []string
+			for id := range s.seen {
+				ids = append(ids, id)
+			}
+			s.mu.Unlock()
+			slices.Sort(ids)
+			var gaps []string
+			for i := 1; i < len(ids); i++ {
+				if ids[i][strings.LastIndexByte(ids[i], '-')+1:] != fmt.Sprintf("%06d", i+len(gaps)) {
+					gaps = append(gaps, ids[i-1]+".."+ids[i])
+				}
+			}
+			s.t.Fatalf("subscriber got %d of %d alert ids within %v; gaps %v", s.distinct(), n, d, gaps[:min(len(gaps), 10)])
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -405,3 +423,11 @@ func (p *stallProxy) closeAll() {
 }
 
 var _ = io.EOF
+
+func currentUser(t testing.TB) string {
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Username
+}

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"os/exec"
 	"fmt"
 	"strings"
 	"testing"
@@ -12,12 +13,12 @@ func TestUplink_drainsBacklogInOrder(t *testing.T) {
 	sub := subscribe(t, m.url(), "edgeagent/gw1/#")
 	ob := openBoltOutbox(t, "")
 	es, want := alertBurst("a", 2000, 7)
-	if err := ob.enqueueMany(es[:1500]); err != nil {
+	if err := ob.enqueueMany(es[:1900]); err != nil {
 		t.Fatal(err)
 	}
 	u, reg := startUplink(t, ob, Options{URL: m.url(), Window: 64})
 	// more while draining: the notification wakes the drain
-	for _, e := range es[1500:] {
+	for _, e := range es[1900:] {
 		if err := ob.OutboxEnqueue(e.Lane, e.Sensor, e.Payload); err != nil {
 			t.Fatal(err)
 		}
@@ -100,9 +101,10 @@ func TestUplink_brokerRestartDuringBurst(t *testing.T) {
 	u, reg := startUplink(t, ob, Options{URL: m.url(), Window: 32})
 	waitFor(t, 10*time.Second, "connected", func() bool { return u.State().Connected })
 	es, want := alertBurst("r", 3000, 5)
-	// Burst in small commits, as the pipeline would; stop the broker a third in.
-	for i, e := range es {
-		if err := ob.OutboxEnqueue(e.Lane, e.Sensor, e.Payload); err != nil {
+	// Burst in commits of 10, as the group commit would; stop the broker a
+	// third in.
+	for i := 0; i < len(es); i += 10 {
+		if err := ob.enqueueMany(es[i : i+10]); err != nil {
 			t.Fatal(err)
 		}
 		if i == 1000 {
@@ -118,7 +120,15 @@ func TestUplink_brokerRestartDuringBurst(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // a few failed connects with backoff
 	m.start()
-	sub.waitDistinct(len(es), 60*time.Second)
+	t.Cleanup(func() {
+		if t.Failed() {
+			d, _, _ := ob.OutboxStats()
+			t.Logf("outbox depth %d published %v received %d log %s", d, counter(t, reg, "edgeagent_upstream_published_total"), sub.received(), m.logPath)
+			out, _ := exec.Command("tail", "-30", m.logPath).Output()
+			t.Logf("%s", out)
+		}
+	})
+	sub.waitDistinct(len(es), 20*time.Second)
 	waitFor(t, 10*time.Second, "outbox empty", func() bool { d, _, _ := ob.OutboxStats(); return d == 0 })
 	sub.checkOrder(want)
 	pub := counter(t, reg, "edgeagent_upstream_published_total")
@@ -169,5 +179,36 @@ func TestUplink_stalledLinkIsRecycled(t *testing.T) {
 	waitFor(t, 10*time.Second, "subscriber got every acknowledged publish", func() bool { return float64(sub.received()) >= pub })
 	if p.accepts.Load() < 2 {
 		t.Errorf("proxy saw %d connections, want a recycled one", p.accepts.Load())
+	}
+}
+
+// BenchmarkUplink_drain100k reports how fast a 100,000-alert backlog is
+// acknowledged by a local Mosquitto and deleted from a bbolt outbox.
+func BenchmarkUplink_drain100k(b *testing.B) {
+	const n = 100_000
+	m := startMosquitto(b, false)
+	for b.Loop() {
+		b.StopTimer()
+		ob := openBoltOutbox(b, "")
+		es, _ := alertBurst("b", n, 50)
+		if err := ob.enqueueMany(es); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		u, err := New(ob, Options{URL: m.url(), Gateway: "gw1", Window: 256})
+		if err != nil {
+			b.Fatal(err)
+		}
+		u.Start(b.Context())
+		for {
+			if d, _, _ := ob.OutboxStats(); d == 0 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		el := time.Since(start)
+		b.ReportMetric(float64(n)/el.Seconds(), "alerts/s")
+		u.Close(b.Context())
 	}
 }
