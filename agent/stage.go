@@ -31,8 +31,9 @@ type Store interface {
 	Write(rs []Result, as []Alert)
 }
 
-// Observer sees every emitted result and every alert, after Store.Write. It
-// must never block (the live WebSocket hub drops slow viewers instead).
+// Observer sees every result and every alert, after Store.Write. It must skip
+// results marked Suppressed (deadband) and must never block (the live
+// WebSocket hub drops slow viewers instead).
 type Observer interface {
 	Observe(rs []Result, as []Alert)
 }

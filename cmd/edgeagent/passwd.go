@@ -9,7 +9,7 @@ import (
 	"os"
 	"strings"
 
-	"golang.org/x/crypto/bcrypt"
+	"github.com/edgeagent/edgeagent/broker"
 )
 
 func runPasswd(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -25,10 +25,10 @@ func runPasswd(_ context.Context, args []string, stdout, stderr io.Writer) error
 	if pw == "" {
 		return errors.New("passwd: empty password on standard input")
 	}
-	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
+	h, err := broker.HashPassword(pw)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, string(h))
+	fmt.Fprintln(stdout, h)
 	return nil
 }

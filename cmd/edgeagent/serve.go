@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -78,17 +77,18 @@ type App struct {
 	log  *slog.Logger
 	reg  *prometheus.Registry
 
-	store    *storage.DB
-	pipeline *agent.Pipeline
-	intake   *agent.Intake
-	broker   *broker.Broker
-	external *broker.External
-	api      *api.Server
-	http     *http.Server
-	httpLn   net.Listener
-	simStop  context.CancelFunc
-	bg       sync.WaitGroup
-	started  time.Time
+	store      *storage.DB
+	pipeline   *agent.Pipeline
+	intake     *agent.Intake
+	broker     *broker.Broker
+	external   *broker.External
+	api        *api.Server
+	http       *http.Server
+	httpLn     net.Listener
+	simStop    context.CancelFunc
+	statusStop context.CancelFunc
+	bg         sync.WaitGroup
+	started    time.Time
 }
 
 // NewApp returns an App for cfg; nothing runs until Start.
@@ -116,7 +116,7 @@ func (a *App) Start(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
-	dbPath := filepath.Join(cfg.DataDir, "edgeagent.db")
+	dbPath := cfg.Storage.Path(cfg.DataDir)
 	if a.opts.ResetDB {
 		if moved, err := storage.ResetFile(dbPath); err != nil {
 			return err
@@ -126,17 +126,19 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	var err error
 	a.store, err = storage.Open(dbPath, storage.Options{
-		CommitInterval:  cfg.Storage.CommitInterval,
-		RawRetention:    cfg.Storage.RawRetention,
-		RollupRetention: cfg.Storage.RollupRetention,
-		MaxRawPerSensor: cfg.Storage.MaxRawPerSensor,
-		MaxBytes:        int64(cfg.Storage.MaxBytes),
-		Outbox:          cfg.Upstream.URL != "",
-		OutboxMaxBytes:  int64(cfg.Upstream.OutboxMaxBytes),
-		OutboxMaxAge:    cfg.Upstream.OutboxMaxAge,
-		Gateway:         cfg.GatewayID,
-		Logger:          a.log.With("component", "storage"),
-		Registerer:      a.reg,
+		CommitInterval:   cfg.Storage.CommitInterval,
+		MaxBatch:         cfg.Storage.MaxBatch,
+		MaxPendingAlerts: cfg.Storage.MaxPendingAlerts,
+		RawRetention:     cfg.Storage.RawRetention,
+		RollupRetention:  cfg.Storage.RollupRetention,
+		MaxRawPerSensor:  cfg.Storage.MaxRawPerSensor,
+		MaxBytes:         int64(cfg.Storage.MaxBytes),
+		Outbox:           cfg.Upstream.URL != "",
+		OutboxMaxBytes:   int64(cfg.Upstream.OutboxMaxBytes),
+		OutboxMaxAge:     cfg.Upstream.OutboxMaxAge,
+		Gateway:          cfg.GatewayID,
+		Logger:           a.log, // storage adds component=storage
+		Registerer:       a.reg,
 	})
 	if err != nil {
 		return err
@@ -147,29 +149,37 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 	engineMetrics := anomaly.NewMetrics(a.reg)
+	engineOpts := anomaly.Options{Rules: rules, Gateway: cfg.GatewayID, Metrics: engineMetrics}
+	if _, err := anomaly.New(engineOpts); err != nil {
+		return err
+	}
 	a.pipeline = agent.NewPipeline(agent.PipelineOptions{
 		Shards:     cfg.Pipeline.Shards,
 		QueueSize:  cfg.Pipeline.QueueSize,
 		MaxSensors: cfg.Ingest.MaxSensors,
 		NewStage: func(int) agent.Stage {
-			return anomaly.NewEngine(anomaly.Options{Rules: rules, Gateway: cfg.GatewayID, Metrics: engineMetrics})
+			e, _ := anomaly.New(engineOpts) // checked above: same options, same result
+			return e
 		},
-		Store:      a.store,
-		SaveState:  a.store.SaveState,
-		Gateway:    cfg.GatewayID,
-		Logger:     a.log.With("component", "pipeline"),
-		Registerer: a.reg,
+		Store:            a.store,
+		SnapshotInterval: cfg.Storage.SnapshotInterval,
+		SaveState:        a.store.SaveState,
+		Gateway:          cfg.GatewayID,
+		Logger:           a.log.With("component", "pipeline"),
+		Registerer:       a.reg,
 	})
 	if err := a.store.LoadState(a.pipeline.Restore); err != nil {
 		a.log.Warn("detector state not restored", "err", err)
 	}
 	a.pipeline.Start()
 
-	dec, err := ingest.New(ingest.FromConfig(cfg.Ingest))
+	dec, err := ingest.New(ingestOptions(cfg.Ingest))
 	if err != nil {
 		return err
 	}
-	a.pipeline.Metrics().Counted(ingest.ReasonNames()...)
+	for _, r := range ingest.Reasons {
+		a.pipeline.Metrics().Counted(string(r))
+	}
 	a.intake = agent.NewIntake(a.pipeline, dec, cfg.MQTT.AckTimeout)
 	handler := func(ctx context.Context, m broker.Message) error {
 		return a.intake.Ingest(ctx, agent.Message{
@@ -198,7 +208,8 @@ func (a *App) Start(ctx context.Context) error {
 		a.external, err = broker.NewExternal(broker.ExternalOptions{
 			URL: cfg.MQTT.External.URL, ClientID: clientID, Username: cfg.MQTT.External.Username,
 			Password: password, Topics: cfg.MQTT.External.Topics, QoS: byte(cfg.MQTT.External.QoS),
-			Handler: handler, Logger: a.log.With("component", "external"), Registerer: a.reg,
+			AckTimeout: cfg.MQTT.AckTimeout,
+			Handler:    handler, Logger: a.log.With("component", "external"), Registerer: a.reg,
 		})
 		if err != nil {
 			return err
@@ -250,6 +261,9 @@ func (a *App) Start(ctx context.Context) error {
 			}
 		})
 	}
+	sctx, stopStatus := context.WithCancel(context.Background())
+	a.statusStop = stopStatus
+	a.bg.Go(func() { a.reportStatus(sctx, 10*time.Second) })
 	a.log.Info("edgeagent started", "version", version, "gateway", cfg.GatewayID,
 		"mqtt", a.MQTTAddr(), "http", a.HTTPAddr(), "data", dbPath)
 	return nil
@@ -297,6 +311,9 @@ func (a *App) Close() error {
 	if a.simStop != nil {
 		a.simStop()
 	}
+	if a.statusStop != nil {
+		a.statusStop()
+	}
 	if a.broker != nil {
 		errs = append(errs, a.broker.Close())
 	}
@@ -326,7 +343,8 @@ func brokerOptions(c config.MQTTConfig, h broker.Handler, log *slog.Logger, reg 
 		TLSCert: c.TLSCert, TLSKey: c.TLSKey,
 		AllowAnonymous: c.AllowAnonymous, Users: users,
 		MaxClients: c.MaxClients, MaxPacket: int(c.MaxPacket), ConnectTimeout: c.ConnectTimeout,
-		Handler: h, Logger: log.With("component", "broker"), Registerer: reg,
+		AckTimeout: c.AckTimeout,
+		Handler:    h, Logger: log.With("component", "broker"), Registerer: reg,
 	}
 }
 

@@ -1,0 +1,47 @@
+package ingest_test
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/edgeagent/edgeagent/agent/config"
+	"github.com/edgeagent/edgeagent/agent/ingest"
+)
+
+// optionsFromConfig is the conversion cmd/edgeagent does: field by field, so
+// the YAML keys stay a contract and the Go types stay free.
+func optionsFromConfig(c config.IngestConfig) ingest.Options {
+	o := ingest.Options{MaxPayload: int(c.MaxPayload), MaxSkew: c.MaxSkew, MaxIDLen: c.MaxIDLen}
+	for _, t := range c.Topics {
+		o.Topics = append(o.Topics, ingest.Topic{
+			Pattern: t.Pattern, Format: t.Format, Value: t.Value, Time: t.Time,
+			TimeFormat: ingest.TimeFormat(t.TimeFormat), Sensor: t.Sensor,
+			Kind: t.Kind, Unit: t.Unit, UnitField: t.UnitField,
+		})
+	}
+	return o
+}
+
+// TestNew_configDefaults checks that the default config builds a Decoder and
+// that its topics are ingest's DefaultTopics.
+func TestNew_configDefaults(t *testing.T) {
+	opts := optionsFromConfig(config.Default().Ingest)
+	if _, err := ingest.New(opts); err != nil {
+		t.Fatalf("New(default config) = %v", err)
+	}
+	if !reflect.DeepEqual(opts.Topics, ingest.DefaultTopics()) {
+		t.Errorf("config default topics %+v; ingest.DefaultTopics() %+v", opts.Topics, ingest.DefaultTopics())
+	}
+	// Every format and time format the config accepts, ingest accepts.
+	for _, f := range config.IngestFormats {
+		for _, tf := range append(config.IngestTimeFormats, "") {
+			topic := ingest.Topic{Pattern: "a/{sensor}", Format: f, TimeFormat: ingest.TimeFormat(tf)}
+			if f != "number" {
+				topic.Value, topic.Time = "v", "ts"
+			}
+			if _, err := ingest.New(ingest.Options{Topics: []ingest.Topic{topic}}); err != nil {
+				t.Errorf("New(format %q, time_format %q) = %v", f, tf, err)
+			}
+		}
+	}
+}

@@ -1,0 +1,132 @@
+package broker
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+type metrics struct {
+	connections  prometheus.Counter
+	authFailures prometheus.Counter
+	rejected     prometheus.Counter
+	dropped      prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, connected func() float64) *metrics {
+	f := promauto.With(reg)
+	f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "edgeagent_mqtt_clients_connected",
+		Help: "MQTT clients currently connected to the embedded broker.",
+	}, connected)
+	return &metrics{
+		connections: f.NewCounter(prometheus.CounterOpts{
+			Name: "edgeagent_mqtt_connections_total",
+			Help: "MQTT connections accepted by the embedded broker (CONNECT authenticated).",
+		}),
+		authFailures: f.NewCounter(prometheus.CounterOpts{
+			Name: "edgeagent_mqtt_auth_failures_total",
+			Help: "MQTT CONNECTs refused: unknown user, wrong password or anonymous not allowed.",
+		}),
+		rejected: f.NewCounter(prometheus.CounterOpts{
+			Name: "edgeagent_mqtt_publish_rejected_total",
+			Help: "Sensor publishes not acknowledged because the agent could not make them durable.",
+		}),
+		dropped: f.NewCounter(prometheus.CounterOpts{
+			Name: "edgeagent_mqtt_messages_dropped_total",
+			Help: "Messages the broker dropped for a subscriber whose outbound queue was full.",
+		}),
+	}
+}
+
+// ingestHook hands every client PUBLISH to the Handler before mochi writes
+// the PUBACK, and keeps the connection metrics.
+type ingestHook struct {
+	mqtt.HookBase
+	b *Broker
+}
+
+func (h *ingestHook) ID() string { return "edgeagent-ingest" }
+
+func (h *ingestHook) Provides(b byte) bool {
+	return b == mqtt.OnPublish || b == mqtt.OnSessionEstablished || b == mqtt.OnPublishDropped
+}
+
+func (h *ingestHook) OnSessionEstablished(*mqtt.Client, packets.Packet) {
+	h.b.metrics.connections.Inc()
+}
+
+func (h *ingestHook) OnPublishDropped(*mqtt.Client, packets.Packet) {
+	h.b.metrics.dropped.Inc()
+}
+
+// OnPublish runs on the publisher's read goroutine. A nil Handler result lets
+// mochi acknowledge and fan out; an error refuses the message: no PUBACK and
+// no delivery. MQTT 5 QoS 1 publishers get a PUBACK with reason 0x83; 3.1.1
+// (and QoS 2) publishers are disconnected so they resend after reconnecting.
+func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	b := h.b
+	if cl.Net.Inline || b.opts.Handler == nil || strings.HasPrefix(pk.TopicName, "$") {
+		return pk, nil
+	}
+	qos := min(pk.FixedHeader.Qos, 1)
+	ctx := b.ctx
+	if qos > 0 && b.opts.AckTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, b.opts.AckTimeout)
+		defer cancel()
+	}
+	err := b.opts.Handler(ctx, Message{
+		Topic:    pk.TopicName,
+		Payload:  pk.Payload,
+		QoS:      qos,
+		Retained: pk.FixedHeader.Retain,
+		ClientID: cl.ID,
+	})
+	if err == nil {
+		return pk, nil
+	}
+	b.metrics.rejected.Inc()
+	b.rejectLog.log("mqtt publish refused", "client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos, "err", err)
+	switch {
+	case pk.FixedHeader.Qos == 0:
+	case pk.FixedHeader.Qos == 1 && cl.Properties.ProtocolVersion == 5:
+		return pk, packets.ErrImplementationSpecificError // negative PUBACK
+	default:
+		cl.Stop(packets.ErrServerBusy) // 3.1.1 has no negative PUBACK: drop the link
+	}
+	return pk, packets.ErrRejectPacket
+}
+
+// demoteHandler lowers mochi's own log records: Info and Warn become Debug,
+// Error becomes Warn. Our hooks log what an operator needs.
+type demoteHandler struct{ h slog.Handler }
+
+func demote(l slog.Level) slog.Level {
+	if l >= slog.LevelError {
+		return slog.LevelWarn
+	}
+	return slog.LevelDebug
+}
+
+func (d demoteHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return d.h.Enabled(ctx, demote(l))
+}
+
+func (d demoteHandler) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = demote(r.Level)
+	return d.h.Handle(ctx, r)
+}
+
+func (d demoteHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return demoteHandler{d.h.WithAttrs(as)}
+}
+
+func (d demoteHandler) WithGroup(name string) slog.Handler {
+	return demoteHandler{d.h.WithGroup(name)}
+}

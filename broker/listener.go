@@ -1,0 +1,233 @@
+package broker
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// listener serves one bound TCP socket to mochi, as plain MQTT, MQTT over TLS
+// or MQTT over WebSocket. Unlike mochi's own listeners it
+//   - sets a deadline for the TLS/WebSocket handshake and the CONNECT packet
+//     (mochi replaces it with the keepalive deadline after CONNECT);
+//   - keeps accepting after transient Accept errors (EMFILE);
+//   - owns every per-connection goroutine: Close closes the socket, disconnects
+//     the clients, closes connections still in their handshake, and waits, so
+//     mochi's ClientsWg never sees an Add concurrent with its Wait (#541/#488).
+type listener struct {
+	id      string
+	ln      net.Listener
+	tls     *tls.Config         // non-nil: TLS
+	ws      *websocket.Upgrader // non-nil: WebSocket
+	timeout time.Duration
+	log     *slog.Logger
+
+	mu     sync.Mutex
+	closed bool
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup
+}
+
+var _ listeners.Listener = (*listener)(nil)
+
+func (l *listener) ID() string              { return l.id }
+func (l *listener) Address() string         { return l.ln.Addr().String() }
+func (l *listener) Init(*slog.Logger) error { return nil }
+
+func (l *listener) Protocol() string {
+	switch {
+	case l.ws != nil && l.tls != nil:
+		return "wss"
+	case l.ws != nil:
+		return "ws"
+	case l.tls != nil:
+		return "tls"
+	}
+	return "tcp"
+}
+
+// Serve accepts until Close. It is run by mochi on its own goroutine.
+func (l *listener) Serve(establish listeners.EstablishFn) {
+	var backoff time.Duration
+	for {
+		conn, err := l.ln.Accept()
+		if err != nil {
+			l.mu.Lock()
+			closed := l.closed
+			l.mu.Unlock()
+			if closed || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.log.Warn("mqtt accept failed", "listener", l.id, "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			conn.Close()
+			return
+		}
+		l.conns[conn] = struct{}{}
+		l.wg.Add(1)
+		l.mu.Unlock()
+		go l.serveConn(conn, establish)
+	}
+}
+
+func (l *listener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
+	defer l.wg.Done()
+	defer func() {
+		raw.Close()
+		l.mu.Lock()
+		delete(l.conns, raw)
+		l.mu.Unlock()
+	}()
+	deadline := time.Now().Add(l.timeout)
+	_ = raw.SetDeadline(deadline)
+	var conn net.Conn = raw
+	if l.tls != nil {
+		tc := tls.Server(raw, l.tls)
+		if err := tc.Handshake(); err != nil {
+			l.log.Debug("tls handshake failed", "listener", l.id, "remote", raw.RemoteAddr(), "err", err)
+			return
+		}
+		conn = tc
+	}
+	if l.ws != nil {
+		wc, err := upgrade(l.ws, conn)
+		if err != nil {
+			l.log.Debug("websocket upgrade failed", "listener", l.id, "remote", raw.RemoteAddr(), "err", err)
+			return
+		}
+		_ = raw.SetDeadline(deadline) // the upgrader clears deadlines
+		conn = wc
+	}
+	if err := establish(l.id, conn); err != nil && !errors.Is(err, io.EOF) {
+		l.log.Debug("mqtt connection ended", "listener", l.id, "remote", raw.RemoteAddr(), "err", err)
+	}
+}
+
+// Close stops accepting, disconnects this listener's clients and waits for
+// every connection goroutine.
+func (l *listener) Close(closeClients listeners.CloseFn) {
+	l.mu.Lock()
+	already := l.closed
+	l.closed = true
+	l.mu.Unlock()
+	if already {
+		return
+	}
+	_ = l.ln.Close()
+	closeClients(l.id) // MQTT clients: DISCONNECT (v5) and close
+	l.mu.Lock()
+	for c := range l.conns { // still in handshake or CONNECT
+		_ = c.Close()
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
+}
+
+// upgrade performs the WebSocket handshake on conn (HTTP/1.1, any path,
+// subprotocol "mqtt") and returns the binary-message stream as a net.Conn.
+func upgrade(u *websocket.Upgrader, conn net.Conn) (net.Conn, error) {
+	br := bufio.NewReader(conn)
+	req, err := http.ReadRequest(br)
+	if err != nil {
+		return nil, fmt.Errorf("read upgrade request: %w", err)
+	}
+	rw := &hijackWriter{conn: conn, br: br, h: http.Header{}}
+	c, err := u.Upgrade(rw, req, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &wsConn{Conn: conn, c: c}, nil
+}
+
+// hijackWriter is the minimal http.ResponseWriter + http.Hijacker the
+// upgrader needs; it writes error responses straight to the connection.
+type hijackWriter struct {
+	conn  net.Conn
+	br    *bufio.Reader
+	h     http.Header
+	wrote bool
+}
+
+func (w *hijackWriter) Header() http.Header { return w.h }
+
+func (w *hijackWriter) WriteHeader(code int) {
+	if w.wrote {
+		return
+	}
+	w.wrote = true
+	w.h.Set("Connection", "close")
+	bw := bufio.NewWriter(w.conn)
+	fmt.Fprintf(bw, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
+	_ = w.h.Write(bw)
+	bw.WriteString("\r\n")
+	_ = bw.Flush()
+}
+
+func (w *hijackWriter) Write(b []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return w.conn.Write(b)
+}
+
+func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return w.conn, bufio.NewReadWriter(w.br, bufio.NewWriter(w.conn)), nil
+}
+
+// wsConn carries an MQTT byte stream in binary WebSocket messages (as mochi's
+// own WebSocket listener does). Deadlines go to the underlying connection.
+type wsConn struct {
+	net.Conn
+	c *websocket.Conn
+	r io.Reader
+}
+
+func (ws *wsConn) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if ws.r == nil {
+			if n > 0 {
+				return n, nil
+			}
+			op, r, err := ws.c.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if op != websocket.BinaryMessage {
+				return 0, listeners.ErrInvalidMessage
+			}
+			ws.r = r
+		}
+		m, err := ws.r.Read(p[n:])
+		n += m
+		if err != nil {
+			ws.r = nil
+			if !errors.Is(err, io.EOF) {
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (ws *wsConn) Write(p []byte) (int, error) {
+	if err := ws.c.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}

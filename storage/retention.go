@@ -1,0 +1,276 @@
+package storage
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/edgeagent/edgeagent/agent"
+)
+
+// retentionResult is what one retention step deleted.
+type retentionResult struct {
+	rawExpired int // raw readings past RawRetention or over MaxRawPerSensor
+	trimmed    int // raw readings trimmed for the byte budget
+	rollups    int
+	alerts     int
+	evicted    int  // rollup-lane outbox entries
+	behind     bool // the step used its whole budget; run another soon
+}
+
+func (r retentionResult) deleted() int {
+	return r.rawExpired + r.trimmed + r.rollups + r.alerts + r.evicted
+}
+
+// retain runs one retention step in tx, deleting at most retentionChunk keys:
+// expired raw readings and rollups, per-sensor caps, old resolved alerts,
+// rollup-lane outbox eviction, then the oldest raw readings while the pages
+// in use exceed trimHigh of MaxBytes. Alerts and alert-lane outbox entries
+// are never trimmed for bytes.
+func (db *DB) retain(tx *bolt.Tx, ob *outboxDelta) (retentionResult, error) {
+	var res retentionResult
+	budget := retentionChunk
+	now := db.opts.Now()
+	inUse := tx.Size() - int64(db.bolt.Stats().FreeAlloc)
+	overBytes := inUse > int64(trimHigh*float64(db.opts.MaxBytes))
+	db.log.Debug("storage retention step", "in_use", inUse, "tx_size", tx.Size(), "free", db.bolt.Stats().FreeAlloc, "over", overBytes)
+
+	rawCut := tsKey(nil, now.Add(-db.opts.RawRetention))
+	rb := tx.Bucket(bucketReadings)
+	var sensors []string
+	_ = rb.ForEach(func(k, v []byte) error {
+		if v == nil {
+			sensors = append(sensors, string(k))
+		}
+		return nil
+	})
+	for _, s := range sensors {
+		if budget == 0 {
+			break
+		}
+		b := rb.Bucket([]byte(s))
+		b.FillPercent = fillPercent
+		excess := 0
+		if db.opts.MaxRawPerSensor > 0 {
+			cnt, ok := db.w.counts[s]
+			if !ok {
+				cnt = b.Stats().KeyN
+				db.w.counts[s] = cnt
+			}
+			excess = cnt - db.opts.MaxRawPerSensor
+		}
+		n, err := deleteOldest(b, budget, func(k []byte, i int) bool {
+			return i >= excess && bytes.Compare(k[:8], rawCut) >= 0
+		})
+		if err != nil {
+			return res, fmt.Errorf("sensor %q: raw retention: %w", s, err)
+		}
+		db.w.counts[s] -= n
+		budget -= n
+		res.rawExpired += n
+	}
+
+	rollCut := tsKey(nil, now.Add(-db.opts.RollupRetention))
+	rlb := tx.Bucket(bucketRollups)
+	var rsensors [][]byte
+	_ = rlb.ForEach(func(k, v []byte) error {
+		if v == nil {
+			rsensors = append(rsensors, bytes.Clone(k))
+		}
+		return nil
+	})
+	for _, s := range rsensors {
+		if budget == 0 {
+			break
+		}
+		b := rlb.Bucket(s)
+		b.FillPercent = fillPercent
+		n, err := deleteOldest(b, budget, func(k []byte, _ int) bool { return bytes.Compare(k, rollCut) >= 0 })
+		if err != nil {
+			return res, fmt.Errorf("sensor %q: rollup retention: %w", s, err)
+		}
+		budget -= n
+		res.rollups += n
+	}
+
+	if budget > 0 {
+		n, err := db.expireAlerts(tx, rollCut, budget)
+		if err != nil {
+			return res, err
+		}
+		budget -= n
+		res.alerts = n
+	}
+	if budget > 0 {
+		n, err := db.evictOutbox(tx, budget, ob)
+		if err != nil {
+			return res, err
+		}
+		budget -= n
+		res.evicted = n
+	}
+	if overBytes && budget > 0 {
+		n, err := db.trimOldest(rb, sensors, budget, true)
+		if err != nil {
+			return res, err
+		}
+		budget -= n
+		res.trimmed = n
+		if n == 0 { // no raw readings left: the oldest rollups go next
+			names := make([]string, len(rsensors))
+			for i, s := range rsensors {
+				names[i] = string(s)
+			}
+			n, err := db.trimOldest(rlb, names, budget, false)
+			if err != nil {
+				return res, err
+			}
+			budget -= n
+			res.trimmed += n
+		}
+	}
+	res.behind = budget == 0
+	return res, nil
+}
+
+// deleteOldest deletes keys of b from the first on, until stop(key, deleted)
+// is true or max keys are gone. It re-seeks after each delete, because
+// Cursor.Delete may move the cursor.
+func deleteOldest(b *bolt.Bucket, max int, stop func(k []byte, deleted int) bool) (int, error) {
+	c := b.Cursor()
+	n := 0
+	for k, _ := c.First(); k != nil && n < max; {
+		if stop(k, n) {
+			break
+		}
+		key := bytes.Clone(k)
+		if err := c.Delete(); err != nil {
+			return n, fmt.Errorf("delete %x: %w", key, err)
+		}
+		n++
+		k, _ = c.Seek(key)
+	}
+	return n, nil
+}
+
+// trimOldest deletes up to budget of the oldest keys across the sensor
+// buckets under rb, oldest first, in chunks of at most 1000 from one sensor.
+// raw says rb holds raw readings (whose counts the writer tracks).
+func (db *DB) trimOldest(rb *bolt.Bucket, sensors []string, budget int, raw bool) (int, error) {
+	total := 0
+	for budget > 0 {
+		var oldest []byte
+		var name string
+		var ob *bolt.Bucket
+		for _, s := range sensors {
+			b := rb.Bucket([]byte(s))
+			if b == nil {
+				continue
+			}
+			if k, _ := b.Cursor().First(); k != nil && (oldest == nil || bytes.Compare(k, oldest) < 0) {
+				oldest, name, ob = bytes.Clone(k), s, b
+			}
+		}
+		if ob == nil {
+			break
+		}
+		n, err := deleteOldest(ob, min(budget, 1000), func([]byte, int) bool { return false })
+		if err != nil {
+			return total, fmt.Errorf("sensor %q: byte budget trim: %w", name, err)
+		}
+		if n == 0 {
+			break
+		}
+		if raw {
+			db.w.counts[name] -= n
+		}
+		budget -= n
+		total += n
+	}
+	return total, nil
+}
+
+// expireAlerts deletes resolved alerts that started before cut (oldest
+// first, stopping at the first alert that is not resolved or not old).
+func (db *DB) expireAlerts(tx *bolt.Tx, cut []byte, budget int) (int, error) {
+	ab, ib := tx.Bucket(bucketAlerts), tx.Bucket(bucketAlertIDs)
+	n := 0
+	c := ab.Cursor()
+	for k, v := c.First(); k != nil && n < budget && bytes.Compare(k[:8], cut) < 0; {
+		var a agent.Alert
+		if err := json.Unmarshal(v, &a); err != nil || a.State != agent.AlertResolved {
+			break
+		}
+		key := bytes.Clone(k)
+		if err := c.Delete(); err != nil {
+			return n, fmt.Errorf("alert %s: expire: %w", a.ID, err)
+		}
+		if err := ib.Delete([]byte(a.ID)); err != nil {
+			return n, fmt.Errorf("alert %s: expire index: %w", a.ID, err)
+		}
+		n++
+		k, v = c.Seek(key)
+	}
+	return n, nil
+}
+
+// retentionDone records a committed retention step.
+func (db *DB) retentionDone(r retentionResult) {
+	db.m.dropRawRetention.Add(float64(r.rawExpired))
+	db.m.dropByteBudget.Add(float64(r.trimmed))
+	db.m.dropOutboxEvicted.Add(float64(r.evicted))
+	db.w.behind = r.behind
+	db.w.nextRet = time.Now().Add(retentionEvery)
+	if r.trimmed > 0 {
+		db.log.Debug("storage trimmed raw readings for the byte budget", "count", r.trimmed)
+	}
+}
+
+// retentionOnly runs a retention step in its own transaction, committed only
+// if it deleted something (an empty commit would still cost two fsyncs).
+// It returns the number of raw readings deleted.
+func (db *DB) retentionOnly() int {
+	tx, err := db.bolt.Begin(true)
+	if err != nil {
+		db.retentionFailed(err)
+		return 0
+	}
+	var ob outboxDelta
+	start := time.Now()
+	res, err := db.retain(tx, &ob)
+	if err != nil {
+		_ = tx.Rollback()
+		db.retentionFailed(err)
+		return 0
+	}
+	if res.deleted() == 0 {
+		_ = tx.Rollback()
+		db.retentionDone(res)
+		return 0
+	}
+	if err := tx.Commit(); err != nil {
+		db.retentionFailed(err)
+		return 0
+	}
+	db.retentionDone(res)
+	db.readyErr.Store(nil)
+	db.m.commits.Inc()
+	db.m.commitDuration.Observe(time.Since(start).Seconds())
+	db.countPages()
+	db.applyOutbox(ob)
+	db.updateFileSize()
+	return res.rawExpired + res.trimmed
+}
+
+func (db *DB) retentionFailed(err error) {
+	db.w.forget()
+	db.w.behind = false
+	db.w.nextRet = time.Now().Add(retryEvery)
+	db.m.commitFailures.Inc()
+	ferr := fmt.Errorf("storage %s: retention: %w: %w", db.path, agent.ErrStorageFailed, err)
+	db.readyErr.Store(&ferr)
+	db.log.Warn("storage retention failed", "err", err)
+}

@@ -1,0 +1,760 @@
+package storage_test
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/edgeagent/edgeagent/agent"
+	"github.com/edgeagent/edgeagent/storage"
+)
+
+var t0 = time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
+
+func mustOpen(t testing.TB, path string, opts storage.Options) *storage.DB {
+	t.Helper()
+	if path == "" {
+		path = filepath.Join(t.TempDir(), "edge.db")
+	}
+	db, err := storage.Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func res(sensor string, ts time.Time, v float64) agent.Result {
+	return agent.Result{Reading: agent.Reading{Sensor: sensor, Kind: "temperature", Unit: "°C", Value: v, Time: ts, Arrived: ts}, Raw: v}
+}
+
+func flush(t testing.TB, db *storage.DB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := db.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func values(rs []agent.Reading) []float64 {
+	out := make([]float64, len(rs))
+	for i, r := range rs {
+		out[i] = r.Value
+	}
+	return out
+}
+
+func TestDB_Write_orderAndDuplicates(t *testing.T) {
+	db := mustOpen(t, "", storage.Options{})
+	// three readings share a timestamp, one arrives out of order, in two batches
+	db.Write([]agent.Result{
+		res("a", t0.Add(2*time.Second), 2), res("a", t0.Add(2*time.Second), 3),
+		res("b", t0, 100), res("a", t0.Add(1*time.Second), 1),
+	}, nil)
+	flush(t, db)
+	db.Write([]agent.Result{res("a", t0.Add(2*time.Second), 4), res("a", t0.Add(1500*time.Millisecond), 1.5), res("a", t0.Add(3*time.Second), 5)}, nil)
+	flush(t, db)
+
+	got, err := db.Readings("a", time.Time{}, time.Time{}, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []float64{1, 1.5, 2, 3, 4, 5}; fmt.Sprint(values(got)) != fmt.Sprint(want) {
+		t.Fatalf("Readings(a) = %v; want %v", values(got), want)
+	}
+	if got[0].Kind != "temperature" || got[0].Unit != "°C" || got[0].Sensor != "a" || !got[0].Time.Equal(t0.Add(time.Second)) {
+		t.Errorf("Readings(a)[0] = %+v", got[0])
+	}
+	got, _ = db.Readings("a", t0.Add(1500*time.Millisecond), t0.Add(3*time.Second), 0, true)
+	if want := []float64{4, 3, 2, 1.5}; fmt.Sprint(values(got)) != fmt.Sprint(want) {
+		t.Fatalf("Readings(a, desc [1.5s,3s)) = %v; want %v", values(got), want)
+	}
+	got, _ = db.Readings("a", t0, time.Time{}, 2, true)
+	if want := []float64{5, 4}; fmt.Sprint(values(got)) != fmt.Sprint(want) {
+		t.Fatalf("Readings(a, desc, limit 2) = %v; want %v", values(got), want)
+	}
+	got, _ = db.Readings("a", t0, t0.Add(2*time.Second), 0, false)
+	if want := []float64{1, 1.5}; fmt.Sprint(values(got)) != fmt.Sprint(want) {
+		t.Fatalf("Readings(a, [0,2s)) = %v; want %v", values(got), want)
+	}
+	if got, _ := db.Readings("nope", time.Time{}, time.Time{}, 0, false); len(got) != 0 {
+		t.Fatalf("Readings(nope) = %v; want none", got)
+	}
+	latest, err := db.Latest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if latest["a"].Value != 5 || latest["b"].Value != 100 || len(latest) != 2 {
+		t.Fatalf("Latest() = %+v", latest)
+	}
+	full, _ := db.Results("a", time.Time{}, time.Time{}, 1, false)
+	if len(full) != 1 || full[0].Raw != 1 {
+		t.Fatalf("Results = %+v", full)
+	}
+}
+
+func TestDB_Results_detectorFields(t *testing.T) {
+	db := mustOpen(t, "", storage.Options{})
+	r := res("a", t0, 20)
+	r.Raw, r.Score, r.Detector, r.Band, r.Flags = 25, 0.75, "zscore", agent.Band{Lo: 18, Hi: 22}, agent.FlagSuspect
+	r.Arrived = t0.Add(1500 * time.Millisecond)
+	db.Write([]agent.Result{r}, nil)
+	flush(t, db)
+	got, err := db.Results("a", time.Time{}, time.Time{}, 0, false)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("Results = %v, %v", got, err)
+	}
+	g := got[0]
+	if g.Raw != 25 || g.Score != 0.75 || g.Detector != "zscore" || g.Band != r.Band || g.Flags != agent.FlagSuspect || !g.Arrived.Equal(r.Arrived) {
+		t.Fatalf("Results()[0] = %+v; want fields of %+v", g, r)
+	}
+}
+
+func TestDB_Write_commitDone(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	db := mustOpen(t, "", storage.Options{Registerer: reg, CommitInterval: time.Hour})
+	c := agent.NewCommit(3)
+	rs := []agent.Result{res("a", t0, 1), res("a", t0.Add(time.Second), 2), res("b", t0, 3)}
+	for i := range rs {
+		rs[i].Commit = c
+	}
+	// a waiter makes the writer commit at once, despite the 1h interval
+	db.Write(rs, nil)
+	rs[0].Value = 99 // Write copied the slice
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Wait(ctx); err != nil {
+		t.Fatalf("Commit.Wait = %v", err)
+	}
+	got, _ := db.Readings("a", time.Time{}, time.Time{}, 0, false)
+	if fmt.Sprint(values(got)) != "[1 2]" {
+		t.Fatalf("after Commit.Wait: Readings(a) = %v; want [1 2]", values(got))
+	}
+	if got := counter(t, reg, "edgeagent_storage_readings_written_total"); got != 3 {
+		t.Errorf("readings_written_total = %v; want 3", got)
+	}
+	if got := counter(t, reg, "edgeagent_storage_commits_total"); got < 1 {
+		t.Errorf("commits_total = %v; want >= 1", got)
+	}
+	if got := counter(t, reg, "edgeagent_storage_bytes_written_total"); got < 4096 {
+		t.Errorf("bytes_written_total = %v; want >= one page", got)
+	}
+	if got := counter(t, reg, "edgeagent_storage_file_bytes"); got <= 0 || int64(got) != db.Size() {
+		t.Errorf("file_bytes = %v; Size() = %d", got, db.Size())
+	}
+
+	// QoS 0 readings (no Commit) wait for the interval; Flush forces them.
+	db.Write([]agent.Result{res("c", t0, 7)}, nil)
+	flush(t, db)
+	if got, _ := db.Readings("c", time.Time{}, time.Time{}, 0, false); len(got) != 1 {
+		t.Fatalf("after Flush: Readings(c) = %v", got)
+	}
+	if err := db.Ready(); err != nil {
+		t.Fatalf("Ready() = %v", err)
+	}
+
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	late := agent.NewCommit(1)
+	r := res("a", t0, 1)
+	r.Commit = late
+	db.Write([]agent.Result{r}, nil)
+	if err := late.Wait(ctx); !errors.Is(err, agent.ErrClosed) {
+		t.Fatalf("Write after Close: Commit.Wait = %v; want ErrClosed", err)
+	}
+	if err := db.Ready(); !errors.Is(err, agent.ErrClosed) {
+		t.Fatalf("Ready after Close = %v; want ErrClosed", err)
+	}
+}
+
+func counter(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue metric
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+func TestDB_Write_groupCommit(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	db := mustOpen(t, "", storage.Options{Registerer: reg, MaxBatch: 1000})
+	// many concurrent QoS 1 writers; every reading completes exactly once
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 50 {
+				c := agent.NewCommit(100)
+				rs := make([]agent.Result, 100)
+				for j := range rs {
+					rs[j] = res(fmt.Sprintf("s%d", g), t0.Add(time.Duration(i*100+j)*time.Millisecond), float64(j))
+					rs[j].Commit = c
+				}
+				db.Write(rs, nil)
+				if err := c.Wait(context.Background()); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if got := counter(t, reg, "edgeagent_storage_readings_written_total"); got != 8*50*100 {
+		t.Fatalf("readings_written_total = %v; want %d", got, 8*50*100)
+	}
+	commits := counter(t, reg, "edgeagent_storage_commits_total")
+	if commits >= 8*50 {
+		t.Errorf("commits_total = %v for %d waiting writes: no grouping", commits, 8*50)
+	}
+	t.Logf("%v commits for %d Write calls", commits, 8*50)
+}
+
+func TestDB_Rollups(t *testing.T) {
+	db := mustOpen(t, "", storage.Options{})
+	a := res("a", t0.Add(10*time.Second), 4)
+	b := res("a", t0.Add(50*time.Second), 10)
+	b.Suppressed = true // deadband: rollups only
+	c := res("a", t0.Add(70*time.Second), 1)
+	db.Write([]agent.Result{b, a, c}, nil)
+	flush(t, db)
+	db.Write([]agent.Result{res("a", t0.Add(20*time.Second), 1)}, nil) // merges into minute 0
+	flush(t, db)
+
+	got, err := db.Rollups("a", t0, t0.Add(time.Hour), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []storage.Rollup{
+		{Start: t0, Count: 3, Min: 1, Max: 10, Mean: 5, Last: 10},
+		{Start: t0.Add(time.Minute), Count: 1, Min: 1, Max: 1, Mean: 1, Last: 1},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("Rollups = %+v; want %+v", got, want)
+	}
+	for i := range want {
+		if !got[i].Start.Equal(want[i].Start) || got[i].Count != want[i].Count || got[i].Min != want[i].Min ||
+			got[i].Max != want[i].Max || got[i].Mean != want[i].Mean || got[i].Last != want[i].Last {
+			t.Errorf("Rollups[%d] = %+v; want %+v", i, got[i], want[i])
+		}
+	}
+	raw, _ := db.Readings("a", time.Time{}, time.Time{}, 0, false)
+	if fmt.Sprint(values(raw)) != "[4 1 1]" {
+		t.Errorf("raw = %v; want the suppressed reading left out: [4 1 1]", values(raw))
+	}
+	if got, _ := db.Rollups("a", t0.Add(time.Minute), time.Time{}, 0); len(got) != 1 {
+		t.Errorf("Rollups from minute 1 = %+v", got)
+	}
+}
+
+func alert(id, sensor string, state agent.AlertState, at time.Time) agent.Alert {
+	return agent.Alert{ID: id, Sensor: sensor, Detector: "zscore", State: state, StartedAt: t0, UpdatedAt: at, Score: 0.9}
+}
+
+func TestDB_Alerts(t *testing.T) {
+	db := mustOpen(t, "", storage.Options{Outbox: true, Gateway: "gw1"})
+	a1 := alert("01-a", "a", agent.AlertFiring, t0)
+	a2 := alert("02-b", "b", agent.AlertFiring, t0)
+	a2.StartedAt = t0.Add(time.Minute)
+	a3 := alert("03-a", "a", agent.AlertFiring, t0)
+	a3.StartedAt = t0.Add(2 * time.Minute)
+	db.Write(nil, []agent.Alert{a1, a2, a3})
+	flush(t, db)
+	resolved := a1
+	resolved.State, resolved.UpdatedAt, resolved.ResolvedAt = agent.AlertResolved, t0.Add(5*time.Minute), t0.Add(5*time.Minute)
+	db.Write(nil, []agent.Alert{resolved})
+	flush(t, db)
+
+	all, next, err := db.Alerts(storage.AlertQuery{})
+	if err != nil || next != "" {
+		t.Fatalf("Alerts() = %v, %q, %v", all, next, err)
+	}
+	ids := func(as []agent.Alert) string {
+		var s []string
+		for _, a := range as {
+			s = append(s, a.ID+":"+string(a.State))
+		}
+		return strings.Join(s, ",")
+	}
+	if got, want := ids(all), "03-a:firing,02-b:firing,01-a:resolved"; got != want {
+		t.Fatalf("Alerts() = %s; want %s", got, want)
+	}
+	if all[2].Gateway != "gw1" {
+		t.Errorf("Gateway = %q; want stamped gw1", all[2].Gateway)
+	}
+	for _, tt := range []struct {
+		q    storage.AlertQuery
+		want string
+	}{
+		{storage.AlertQuery{Sensor: "a"}, "03-a:firing,01-a:resolved"},
+		{storage.AlertQuery{State: "firing"}, "03-a:firing,02-b:firing"},
+		{storage.AlertQuery{Since: t0.Add(time.Minute)}, "03-a:firing,02-b:firing"},
+		{storage.AlertQuery{Sensor: "b", State: "resolved"}, ""},
+	} {
+		got, _, err := db.Alerts(tt.q)
+		if err != nil || ids(got) != tt.want {
+			t.Errorf("Alerts(%+v) = %s, %v; want %s", tt.q, ids(got), err, tt.want)
+		}
+	}
+	// pagination
+	var pages []string
+	cursor := ""
+	for range 5 {
+		page, next, err := db.Alerts(storage.AlertQuery{Limit: 1, Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages = append(pages, ids(page))
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if got := strings.Join(pages, "|"); got != "03-a:firing|02-b:firing|01-a:resolved" {
+		t.Fatalf("pages = %s", got)
+	}
+
+	// every transition went to the outbox, in order
+	es, err := db.OutboxPeek(0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	for _, e := range es {
+		var a agent.Alert
+		if err := json.Unmarshal(e.Payload, &a); err != nil {
+			t.Fatal(err)
+		}
+		if e.Lane != "alert" || a.Gateway != "gw1" || e.Sensor != a.Sensor {
+			t.Errorf("outbox entry %+v: alert %+v", e, a)
+		}
+		seen = append(seen, a.ID+":"+string(a.State))
+	}
+	if got := strings.Join(seen, ","); got != "01-a:firing,02-b:firing,03-a:firing,01-a:resolved" {
+		t.Fatalf("outbox = %s", got)
+	}
+}
+
+func TestDB_Outbox(t *testing.T) {
+	now := t0
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	path := filepath.Join(t.TempDir(), "edge.db")
+	reg := prometheus.NewRegistry()
+	db := mustOpen(t, path, storage.Options{Outbox: true, OutboxMaxAge: time.Hour, Now: clock, Registerer: reg})
+
+	notify := db.OutboxNotify()
+	if err := db.OutboxEnqueue("rollup", "a", []byte(`{"r":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-notify:
+	case <-time.After(10 * time.Second):
+		t.Fatal("OutboxNotify not signalled after OutboxEnqueue")
+	}
+	if err := db.OutboxEnqueue("bogus", "a", nil); err == nil {
+		t.Fatal("OutboxEnqueue(bogus lane) = nil")
+	}
+	db.Write(nil, []agent.Alert{alert("01", "a", agent.AlertFiring, t0)})
+	flush(t, db)
+	if err := db.OutboxEnqueue("rollup", "b", []byte(`{"r":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	depth, bytes, oldest := db.OutboxStats()
+	if depth != 3 || bytes <= 0 || !oldest.Equal(t0) {
+		t.Fatalf("OutboxStats = %d, %d, %v", depth, bytes, oldest)
+	}
+	es, _ := db.OutboxPeek(0, 10)
+	if len(es) != 3 || es[0].Seq >= es[1].Seq || es[1].Seq >= es[2].Seq || es[0].Lane != "rollup" || es[1].Lane != "alert" {
+		t.Fatalf("OutboxPeek = %+v", es)
+	}
+	if got, _ := db.OutboxPeek(es[0].Seq, 1); len(got) != 1 || got[0].Seq != es[1].Seq {
+		t.Fatalf("OutboxPeek(after first, 1) = %+v", got)
+	}
+	if err := db.OutboxDelete(es[2].Seq, 12345); err != nil {
+		t.Fatal(err)
+	}
+	if d, _, _ := db.OutboxStats(); d != 2 {
+		t.Fatalf("depth after delete = %d; want 2", d)
+	}
+
+	// age eviction takes the rollup entry, never the alert one
+	mu.Lock()
+	now = t0.Add(2 * time.Hour)
+	mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		db.Write([]agent.Result{res("x", now, 1)}, nil) // give the writer something to commit
+		flush(t, db)
+		if d, _, _ := db.OutboxStats(); d == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	es, _ = db.OutboxPeek(0, 10)
+	if len(es) != 1 || es[0].Lane != "alert" {
+		t.Fatalf("after eviction OutboxPeek = %+v; want only the alert", es)
+	}
+	if got := counter(t, reg, "edgeagent_storage_dropped_total", "reason", "outbox_evicted"); got != 1 {
+		t.Errorf("dropped_total{outbox_evicted} = %v; want 1", got)
+	}
+
+	// the outbox and its counters survive a reopen
+	db.Close()
+	db2 := mustOpen(t, path, storage.Options{})
+	if d, _, _ := db2.OutboxStats(); d != 1 {
+		t.Fatalf("after reopen depth = %d; want 1", d)
+	}
+}
+
+func TestDB_State(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "edge.db")
+	db := mustOpen(t, path, storage.Options{})
+	if err := db.SaveState(map[string][]byte{"a": []byte("A1"), "b": []byte("B1")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SaveState(map[string][]byte{"a": []byte("A2")}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db = mustOpen(t, path, storage.Options{})
+	got := map[string]string{}
+	if err := db.LoadState(func(s string, b []byte) error { got[s] = string(b); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != "map[a:A2 b:B1]" {
+		t.Fatalf("LoadState = %v", got)
+	}
+	stop := errors.New("stop")
+	if err := db.LoadState(func(string, []byte) error { return stop }); !errors.Is(err, stop) {
+		t.Fatalf("LoadState error = %v; want fn's", err)
+	}
+}
+
+func TestDB_retentionByTime(t *testing.T) {
+	now := t0
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	reg := prometheus.NewRegistry()
+	db := mustOpen(t, "", storage.Options{RawRetention: time.Hour, RollupRetention: 3 * time.Hour, MaxRawPerSensor: 50, Now: clock, Registerer: reg})
+	var rs []agent.Result
+	for i := range 200 { // 200 minutes, one reading each, for 2 sensors
+		rs = append(rs, res("a", t0.Add(time.Duration(i)*time.Minute), float64(i)), res("b", t0.Add(time.Duration(i)*time.Minute), float64(i)))
+	}
+	db.Write(rs, nil)
+	flush(t, db)
+	mu.Lock()
+	now = t0.Add(200 * time.Minute)
+	mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		db.Write([]agent.Result{res("c", now, 1)}, nil)
+		flush(t, db)
+		a, _ := db.Readings("a", time.Time{}, time.Time{}, 0, false)
+		ro, _ := db.Rollups("a", time.Time{}, time.Time{}, 0)
+		if (len(a) == 50 && len(ro) == 180) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	a, _ := db.Readings("a", time.Time{}, time.Time{}, 0, false)
+	// the cap (50) is tighter than the hour (60)
+	if len(a) != 50 || a[0].Value != 150 {
+		t.Fatalf("raw after retention: %d readings from %v; want 50 from 150", len(a), values(a[:1]))
+	}
+	ro, _ := db.Rollups("a", time.Time{}, time.Time{}, 0)
+	if len(ro) != 180 || !ro[0].Start.Equal(t0.Add(20*time.Minute)) {
+		t.Fatalf("rollups after retention: %d from %v; want 180 from minute 20", len(ro), ro[0].Start)
+	}
+	if got := counter(t, reg, "edgeagent_storage_dropped_total", "reason", "raw_retention"); got != 300 {
+		t.Errorf("dropped_total{raw_retention} = %v; want 300", got)
+	}
+}
+
+// TestDB_retentionFlatFile writes several times the byte budget: the file
+// stops growing once free pages are reused, and alerts are never trimmed.
+func TestDB_retentionFlatFile(t *testing.T) {
+	const budget = 2 << 20
+	reg := prometheus.NewRegistry()
+	db := mustOpen(t, "", storage.Options{MaxBytes: budget, RawRetention: 1000 * time.Hour, MaxRawPerSensor: -1, Registerer: reg, Logger: testLogger(t)})
+	var alerts []agent.Alert
+	const rounds, perRound = 8, 50_000
+	var sizes []int64
+	for round := range rounds { // 400k readings: about 9x the budget in raw data
+		for i := range perRound / 1000 {
+			rs := make([]agent.Result, 1000)
+			for j := range rs {
+				n := round*perRound + i*1000 + j
+				// 20 sensors at 10 Hz: rollups stay small next to raw data
+				rs[j] = res(fmt.Sprintf("s%02d", j%20), t0.Add(time.Duration(n)*5*time.Millisecond), float64(n))
+			}
+			var as []agent.Alert
+			if i%10 == 0 {
+				a := alert(fmt.Sprintf("r%02d-%03d", round, i), "s00", agent.AlertFiring, t0)
+				as = append(as, a)
+				alerts = append(alerts, a)
+			}
+			db.Write(rs, as)
+		}
+		flush(t, db)
+		if err := db.Ready(); err != nil {
+			t.Fatalf("round %d: Ready() = %v", round, err)
+		}
+		sizes = append(sizes, db.Size())
+	}
+	t.Logf("file sizes per round: %v", sizes)
+	if trimmed := counter(t, reg, "edgeagent_storage_dropped_total", "reason", "byte_budget"); trimmed == 0 {
+		t.Fatalf("nothing trimmed for the byte budget; sizes %v", sizes)
+	}
+	if last := sizes[len(sizes)-1]; last > 2*budget {
+		t.Errorf("file grew to %d after %d rounds (budget %d): sizes %v", last, rounds, budget, sizes)
+	}
+	if sizes[len(sizes)-1] != sizes[rounds/2-1] {
+		t.Errorf("file not flat over the second half: sizes %v", sizes)
+	}
+	got, _, err := db.Alerts(storage.AlertQuery{Limit: 1000})
+	if err != nil || len(got) != len(alerts) {
+		t.Fatalf("alerts after trimming: %d, %v; want all %d", len(got), err, len(alerts))
+	}
+	// the newest readings survive, the oldest went first
+	rs, _ := db.Readings("s00", time.Time{}, time.Time{}, 0, false)
+	if len(rs) == 0 || rs[len(rs)-1].Value != rounds*perRound-20 || rs[0].Value == 0 {
+		t.Fatalf("s00 after trimming: %d readings", len(rs))
+	}
+	t.Logf("s00 keeps %d readings, %v..%v", len(rs), rs[0].Value, rs[len(rs)-1].Value)
+	if commits, failures := counter(t, reg, "edgeagent_storage_commits_total"), counter(t, reg, "edgeagent_storage_commit_failures_total"); failures != 0 {
+		t.Errorf("%v of %v commits failed", failures, commits)
+	}
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("STORAGE_TEST_DEBUG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func TestOpen_locked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "edge.db")
+	mustOpen(t, path, storage.Options{})
+	start := time.Now()
+	_, err := storage.Open(path, storage.Options{LockTimeout: 100 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "database is locked by another process") {
+		t.Fatalf("second Open = %v; want database is locked by another process", err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatalf("second Open took %v", time.Since(start))
+	}
+}
+
+func TestOpen_corrupt(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		content []byte
+	}{
+		{"text", []byte(strings.Repeat("this is not a database\n", 1000))},
+		{"zeros", make([]byte, 64<<10)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "edge.db")
+			if err := os.WriteFile(path, tt.content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := storage.Open(path, storage.Options{})
+			if err == nil || !strings.Contains(err.Error(), "--reset-db") {
+				t.Fatalf("Open(%s) = %v; want a message naming --reset-db", tt.name, err)
+			}
+			moved, err := storage.ResetFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b, err := os.ReadFile(moved); err != nil || len(b) != len(tt.content) {
+				t.Fatalf("moved file %s: %d bytes, %v", moved, len(b), err)
+			}
+			db := mustOpen(t, path, storage.Options{}) // a fresh file
+			if err := db.Ready(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	if moved, err := storage.ResetFile(filepath.Join(t.TempDir(), "missing.db")); moved != "" || err != nil {
+		t.Fatalf("ResetFile(missing) = %q, %v", moved, err)
+	}
+}
+
+func setSchema(t *testing.T, path string, v uint32, extra func(tx *bolt.Tx) error) {
+	t.Helper()
+	bdb, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bdb.Close()
+	err = bdb.Update(func(tx *bolt.Tx) error {
+		m, err := tx.CreateBucketIfNotExists([]byte("meta"))
+		if err != nil {
+			return err
+		}
+		if err := m.Put([]byte("schema"), binary.BigEndian.AppendUint32(nil, v)); err != nil {
+			return err
+		}
+		if extra != nil {
+			return extra(tx)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpen_schema(t *testing.T) {
+	t.Run("newer", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "edge.db")
+		setSchema(t, path, 99, nil)
+		_, err := storage.Open(path, storage.Options{})
+		if err == nil || !strings.Contains(err.Error(), "schema version 99 is newer") {
+			t.Fatalf("Open(schema 99) = %v; want refused as newer", err)
+		}
+	})
+	t.Run("older", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "edge.db")
+		setSchema(t, path, 0, nil)
+		db := mustOpen(t, path, storage.Options{})
+		db.Write([]agent.Result{res("a", t0, 1)}, nil)
+		flush(t, db)
+		db.Close()
+		bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bdb.Close()
+		_ = bdb.View(func(tx *bolt.Tx) error {
+			if v := tx.Bucket([]byte("meta")).Get([]byte("schema")); binary.BigEndian.Uint32(v) != 1 {
+				t.Errorf("schema after migration = %x; want 1", v)
+			}
+			return nil
+		})
+	})
+	t.Run("foreign", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "edge.db")
+		bdb, err := bolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = bdb.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("someone-else")); return err })
+		bdb.Close()
+		if _, err := storage.Open(path, storage.Options{}); err == nil || !strings.Contains(err.Error(), "--reset-db") {
+			t.Fatalf("Open(foreign bbolt file) = %v; want refused with --reset-db", err)
+		}
+	})
+}
+
+// checkFile runs bbolt's consistency check (what `bbolt check` does).
+func checkFile(t *testing.T, path string) {
+	t.Helper()
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatalf("bolt.Open(%s): %v", path, err)
+	}
+	defer bdb.Close()
+	err = bdb.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			t.Errorf("tx.Check: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDeps(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "github.com/edgeagent/edgeagent/storage").CombinedOutput()
+	if err != nil {
+		t.Skipf("go list: %v: %s", err, out)
+	}
+	re := regexp.MustCompile(`(?m)^github\.com/edgeagent/edgeagent/(agent/|broker)\S*`)
+	if dep := re.FindString(string(out)); dep != "" {
+		t.Errorf("storage imports %q", dep)
+	}
+}
+
+// TestDB_Write_invalid: bad input is rejected alone and never poisons the
+// batch it arrived in (a failing batch would be retried forever).
+func TestDB_Write_invalid(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	db := mustOpen(t, "", storage.Options{Registerer: reg})
+	bad := agent.NewCommit(1)
+	r := res("", t0, 1)
+	r.Commit = bad
+	good := agent.NewCommit(1)
+	g := res("a", t0, 2)
+	g.Commit = good
+	nan := alert("nan", "a", agent.AlertFiring, t0)
+	nan.Baseline.StdDev = math.NaN()
+	db.Write([]agent.Result{r, g}, []agent.Alert{nan, alert("", "a", agent.AlertFiring, t0), alert("ok", "a", agent.AlertFiring, t0)})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := bad.Wait(ctx); !errors.Is(err, agent.ErrInvalidReading) {
+		t.Errorf("empty sensor: Commit.Wait = %v; want ErrInvalidReading", err)
+	}
+	if err := good.Wait(ctx); err != nil {
+		t.Errorf("good reading next to bad input: Commit.Wait = %v", err)
+	}
+	got, _, _ := db.Alerts(storage.AlertQuery{})
+	if len(got) != 1 || got[0].ID != "ok" {
+		t.Errorf("Alerts = %+v; want only ok", got)
+	}
+	if n := counter(t, reg, "edgeagent_storage_dropped_total", "reason", "invalid"); n != 3 {
+		t.Errorf("dropped_total{invalid} = %v; want 3", n)
+	}
+	if err := db.Ready(); err != nil {
+		t.Errorf("Ready() = %v", err)
+	}
+}

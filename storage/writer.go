@@ -1,0 +1,620 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/edgeagent/edgeagent/agent"
+)
+
+// batch is what one group commit writes. The writer owns it once taken.
+type batch struct {
+	results  []agent.Result
+	alerts   []agent.Alert
+	enqueues []enqueueReq
+	deletes  []uint64
+	states   map[string][]byte
+	waiters  int       // callers or readings waiting for durability
+	first    time.Time // when the first entry arrived (wall clock)
+	done     chan struct{}
+	err      error // set before done is closed
+}
+
+type enqueueReq struct {
+	lane    byte
+	sensor  string
+	payload []byte
+}
+
+// maxSensorLen keeps sensor ids well under bbolt's key limit.
+const maxSensorLen = 1024
+
+func newBatch() *batch { return &batch{done: make(chan struct{})} }
+
+func (b *batch) empty() bool {
+	return len(b.results) == 0 && len(b.alerts) == 0 && len(b.enqueues) == 0 &&
+		len(b.deletes) == 0 && len(b.states) == 0
+}
+
+func (b *batch) touch() {
+	if b.first.IsZero() {
+		b.first = time.Now()
+	}
+}
+
+// writerState is touched only by the writer goroutine (and Open, before it starts).
+type writerState struct {
+	last     map[string]lastKey // sensor -> its newest raw key
+	counts   map[string]int     // sensor -> raw readings stored
+	sensors  map[string]string  // sensor -> kind "\x00" unit as stored
+	held     []agent.Alert      // alerts of failed commits, retried
+	failing  bool
+	nextRet  time.Time // when the next retention pass is due (wall clock)
+	behind   bool      // the last retention pass hit its chunk limit
+	pageByte int64     // bbolt TxStats.PageAlloc after the last commit
+	inUse    int64     // bytes of pages in use after the last commit
+	arena    arena
+	roll     map[rollKey]*rollupAgg
+	rejected map[int]error // results of this batch that were not stored
+}
+
+// lastKey is a sensor's newest raw key; ok is false for an empty bucket.
+type lastKey struct {
+	ts  uint64
+	seq uint16
+	ok  bool
+}
+
+type rollKey struct {
+	sensor string
+	minute uint64
+}
+
+func (w *writerState) init() {
+	w.last = map[string]lastKey{}
+	w.counts = map[string]int{}
+	w.sensors = map[string]string{}
+	w.roll = map[rollKey]*rollupAgg{}
+	w.rejected = map[int]error{}
+}
+
+// forget drops the caches a rolled-back transaction may have made wrong.
+func (w *writerState) forget() {
+	clear(w.last)
+	clear(w.counts)
+	clear(w.sensors)
+}
+
+func (db *DB) kickWriter() {
+	select {
+	case db.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Write queues rs and as for the next group commit and returns without
+// waiting for disk, except for backpressure while a full batch waits for the
+// writer. It copies both slices. Every reading's Commit is completed after
+// its commit, with an error wrapping agent.ErrStorageFailed if the commit
+// failed or agent.ErrClosed after Close. Suppressed results go only into the
+// rollups. Alerts (and, with Options.Outbox, their outbox entries) ride in the
+// same commit; an alert that fails to commit is held in memory and retried.
+func (db *DB) Write(rs []agent.Result, as []agent.Alert) {
+	if len(rs) == 0 && len(as) == 0 {
+		return
+	}
+	db.mu.Lock()
+	for len(db.cur.results) >= db.opts.MaxBatch && !db.closing {
+		db.space.Wait()
+	}
+	if db.closing {
+		db.mu.Unlock()
+		err := fmt.Errorf("storage %s: %w", db.path, agent.ErrClosed)
+		for i := range rs {
+			rs[i].Commit.Done(err)
+		}
+		db.m.dropClosed.Add(float64(len(rs) + len(as)))
+		return
+	}
+	b := db.cur
+	b.touch()
+	for i := range rs {
+		if rs[i].Sensor == "" || len(rs[i].Sensor) > maxSensorLen {
+			defer rs[i].Commit.Done(fmt.Errorf("storage: sensor id %q: %w", rs[i].Sensor, agent.ErrInvalidReading))
+			db.m.dropInvalid.Inc()
+			continue
+		}
+		b.results = append(b.results, rs[i])
+		if rs[i].Commit != nil {
+			b.waiters++
+		}
+	}
+	for i := range as {
+		if as[i].ID == "" {
+			db.m.dropInvalid.Inc()
+			continue
+		}
+		b.alerts = append(b.alerts, as[i])
+	}
+	db.mu.Unlock()
+	db.kickWriter()
+}
+
+// submit runs fill on the current batch as a waiter and waits for its commit.
+func (db *DB) submit(ctx context.Context, fill func(b *batch)) error {
+	db.mu.Lock()
+	if db.closing {
+		db.mu.Unlock()
+		return fmt.Errorf("storage %s: %w", db.path, agent.ErrClosed)
+	}
+	b := db.cur
+	b.touch()
+	if fill != nil {
+		fill(b)
+	}
+	b.waiters++
+	db.mu.Unlock()
+	db.kickWriter()
+	select {
+	case <-b.done:
+		return b.err
+	case <-ctx.Done():
+		return fmt.Errorf("storage %s: %w: %w", db.path, agent.ErrCommitTimedOut, ctx.Err())
+	}
+}
+
+// Flush commits everything written so far and waits for it, or for ctx.
+func (db *DB) Flush(ctx context.Context) error { return db.submit(ctx, nil) }
+
+// SaveState stores detector/filter snapshots (sensor -> bytes) in the next
+// commit and returns once they are durable. Sensors not in states keep theirs.
+func (db *DB) SaveState(states map[string][]byte) error {
+	cp := make(map[string][]byte, len(states))
+	for k, v := range states {
+		cp[k] = bytes.Clone(v)
+	}
+	return db.submit(context.Background(), func(b *batch) {
+		if b.states == nil {
+			b.states = cp
+			return
+		}
+		for k, v := range cp {
+			b.states[k] = v
+		}
+	})
+}
+
+// OutboxEnqueue adds an entry on lane "rollup" or "alert" in the next commit
+// and returns once it is durable.
+func (db *DB) OutboxEnqueue(lane, sensor string, payload []byte) error {
+	lb, err := laneByte(lane)
+	if err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	req := enqueueReq{lane: lb, sensor: sensor, payload: bytes.Clone(payload)}
+	return db.submit(context.Background(), func(b *batch) { b.enqueues = append(b.enqueues, req) })
+}
+
+// OutboxDelete removes the entries with these sequence numbers in the next
+// commit and returns once that is durable. Unknown numbers are ignored.
+func (db *DB) OutboxDelete(seqs ...uint64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	cp := append([]uint64(nil), seqs...)
+	return db.submit(context.Background(), func(b *batch) { b.deletes = append(b.deletes, cp...) })
+}
+
+// run is the writer goroutine: it takes the current batch when it is due and
+// commits it; between batches it runs retention. Close stops it after a last
+// commit.
+func (db *DB) run() {
+	defer close(db.done)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	db.w.nextRet = time.Now()
+	for {
+		db.mu.Lock()
+		b := db.cur
+		closing := db.closing
+		now := time.Now()
+		empty, first, waiters := b.empty(), b.first, b.waiters
+		pending := !empty || len(db.w.held) > 0
+		due := closing || b.waiters > 0 || len(b.results) >= db.opts.MaxBatch ||
+			(!b.empty() && now.Sub(b.first) >= db.opts.CommitInterval)
+		if len(db.w.held) > 0 && b.empty() && b.waiters == 0 {
+			// only held alerts: retry at a slower pace
+			due = closing || !now.Before(db.w.nextRet)
+		}
+		if due {
+			db.cur = newBatch()
+			db.space.Broadcast()
+		}
+		db.mu.Unlock()
+
+		if due {
+			if pending || waiters > 0 {
+				db.commit(b)
+			} else {
+				close(b.done)
+			}
+			if closing {
+				return
+			}
+			// Pay retention debt before the next batch, one short
+			// transaction at a time, until it deleted as many raw readings
+			// as the batch added: producers feel it as backpressure and
+			// the file stays within its budget.
+			for debt := len(b.results); db.w.behind && debt > 0 && !db.w.failing; {
+				debt -= db.retentionOnly()
+			}
+			continue
+		}
+		if !now.Before(db.w.nextRet) || db.w.behind {
+			db.retentionOnly()
+			continue
+		}
+
+		wait := db.w.nextRet.Sub(now)
+		if !empty {
+			wait = min(wait, first.Add(db.opts.CommitInterval).Sub(now))
+		}
+		timer.Reset(max(wait, 0))
+		select {
+		case <-db.kick:
+			if !timer.Stop() {
+				<-timer.C
+			}
+		case <-timer.C:
+		}
+	}
+}
+
+// commit writes b (plus held alerts and a retention step) in one transaction
+// and completes everyone waiting on it.
+func (db *DB) commit(b *batch) {
+	w := &db.w
+	alerts := b.alerts
+	if len(w.held) > 0 {
+		alerts = append(append([]agent.Alert(nil), w.held...), b.alerts...)
+	}
+	start := time.Now()
+	var ob outboxDelta
+	var raw int
+	var ret retentionResult
+	runRetention := !start.Before(w.nextRet) || w.behind || db.overBudget()
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		var err error
+		if raw, err = db.putResults(tx, b.results); err != nil {
+			return err
+		}
+		if err := db.putAlerts(tx, alerts, &ob); err != nil {
+			return err
+		}
+		if err := db.putOutbox(tx, b.enqueues, b.deletes, &ob); err != nil {
+			return err
+		}
+		if len(b.states) > 0 {
+			sb := tx.Bucket(bucketState)
+			for k, v := range b.states {
+				if err := sb.Put([]byte(k), v); err != nil {
+					return fmt.Errorf("state %q: %w", k, err)
+				}
+			}
+		}
+		if runRetention {
+			if ret, err = db.retain(tx, &ob); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	elapsed := time.Since(start)
+	if err != nil {
+		db.commitFailed(b, alerts, err)
+		return
+	}
+	if runRetention {
+		db.retentionDone(ret)
+	}
+	w.held = nil
+	if w.failing {
+		w.failing = false
+		db.log.Info("storage commits succeed again")
+	}
+	db.readyErr.Store(nil)
+	db.m.commits.Inc()
+	db.m.commitDuration.Observe(elapsed.Seconds())
+	db.m.batchSize.Observe(float64(len(b.results)))
+	db.m.readingsWritten.Add(float64(raw))
+	db.countPages()
+	db.applyOutbox(ob)
+	db.updateFileSize()
+	for i := range b.results {
+		if err, ok := w.rejected[i]; ok {
+			db.m.dropInvalid.Inc()
+			b.results[i].Commit.Done(err)
+			continue
+		}
+		b.results[i].Commit.Done(nil)
+	}
+	clear(w.rejected)
+	close(b.done)
+}
+
+// overBudget reports whether the pages in use after the last commit exceed
+// trimHigh of MaxBytes (bbolt's stats are updated when a write tx closes).
+func (db *DB) overBudget() bool {
+	return db.w.inUse > int64(trimHigh*float64(db.opts.MaxBytes))
+}
+
+func (db *DB) countPages() {
+	st := db.bolt.Stats()
+	pa := st.TxStats.GetPageAlloc()
+	if d := pa - db.w.pageByte; d > 0 {
+		// dirty pages plus the meta page written by every commit
+		db.m.bytesWritten.Add(float64(d + int64(db.bolt.Info().PageSize)))
+	}
+	db.w.pageByte = pa
+	if hwm := db.highWater(); hwm > 0 {
+		db.w.inUse = hwm - int64(st.FreeAlloc)
+	}
+}
+
+// highWater is the end of the last page in use (what tx.Size reports).
+func (db *DB) highWater() int64 {
+	var n int64
+	_ = db.bolt.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	return n
+}
+
+func (db *DB) commitFailed(b *batch, alerts []agent.Alert, err error) {
+	w := &db.w
+	w.forget()
+	clear(w.roll)
+	db.m.commitFailures.Inc()
+	ferr := fmt.Errorf("storage %s: commit: %w: %w", db.path, agent.ErrStorageFailed, err)
+	db.readyErr.Store(&ferr)
+	if !w.failing {
+		w.failing = true
+		db.log.Error("storage commit failed", "err", err, "readings", len(b.results), "alerts", len(alerts))
+	}
+	if n := len(alerts) - db.opts.MaxPendingAlerts; n > 0 {
+		db.m.dropAlertOverflow.Add(float64(n))
+		db.log.Warn("storage dropped held alerts", "count", n)
+		alerts = alerts[n:]
+	}
+	w.held = append([]agent.Alert(nil), alerts...)
+	w.nextRet = time.Now().Add(retryEvery)
+	db.m.dropCommitFailed.Add(float64(len(b.results)))
+	for i := range b.results {
+		b.results[i].Commit.Done(ferr)
+	}
+	b.err = ferr
+	close(b.done)
+	db.updateFileSize()
+}
+
+// putResults appends raw readings and folds every result into its rollup.
+// It returns the number of raw readings written.
+func (db *DB) putResults(tx *bolt.Tx, rs []agent.Result) (int, error) {
+	if len(rs) == 0 {
+		return 0, nil
+	}
+	w := &db.w
+	rb := tx.Bucket(bucketReadings)
+	var (
+		cur     *bolt.Bucket
+		curName string
+		written int
+	)
+	clear(w.roll)
+	clear(w.rejected)
+	for i := range rs {
+		r := &rs[i]
+		ts := tsNano(r.Time)
+		minute := ts - ts%uint64(time.Minute)
+		k := rollKey{r.Sensor, minute}
+		a := w.roll[k]
+		if a == nil {
+			a = &rollupAgg{}
+			w.roll[k] = a
+		}
+		a.add(r.Value, ts)
+		if r.Suppressed {
+			continue
+		}
+		if cur == nil || curName != r.Sensor {
+			b, err := db.sensorBucket(tx, rb, r.Sensor)
+			if err != nil {
+				return written, err
+			}
+			cur, curName = b, r.Sensor
+			if err := db.noteSensor(tx, r); err != nil {
+				return written, err
+			}
+		}
+		seq, err := db.nextSeq(cur, r.Sensor, ts)
+		if err != nil { // 65536 readings at one time: reject this one, keep the batch
+			w.rejected[i] = err
+			continue
+		}
+		// bbolt keeps the slices given to Put until the commit: no reuse
+		key := w.arena.take(readingKey(w.arena.buf(), ts, seq))
+		val := w.arena.take(encodeReading(w.arena.buf(), r))
+		if err := cur.Put(key, val); err != nil {
+			return written, fmt.Errorf("sensor %q: put reading: %w", r.Sensor, err)
+		}
+		w.counts[r.Sensor]++
+		written++
+	}
+	return written, db.putRollups(tx)
+}
+
+// sensorBucket returns the sensor's readings bucket, creating it, and loads
+// the writer's caches for it.
+func (db *DB) sensorBucket(tx *bolt.Tx, rb *bolt.Bucket, sensor string) (*bolt.Bucket, error) {
+	if sensor == "" {
+		return nil, fmt.Errorf("empty sensor id: %w", agent.ErrInvalidReading)
+	}
+	b, err := rb.CreateBucketIfNotExists([]byte(sensor))
+	if err != nil {
+		return nil, fmt.Errorf("sensor %q: bucket: %w", sensor, err)
+	}
+	b.FillPercent = fillPercent
+	w := &db.w
+	if _, ok := w.last[sensor]; !ok {
+		var lk lastKey
+		if k, _ := b.Cursor().Last(); len(k) == readingKeyLen {
+			lk = lastKey{binary.BigEndian.Uint64(k), binary.BigEndian.Uint16(k[8:]), true}
+		}
+		w.last[sensor] = lk
+		w.counts[sensor] = b.Stats().KeyN
+	}
+	return b, nil
+}
+
+// nextSeq picks the sequence that makes (ts, seq) a new key: appends need no
+// lookup; an out-of-order time probes for a free sequence.
+func (db *DB) nextSeq(b *bolt.Bucket, sensor string, ts uint64) (uint16, error) {
+	w := &db.w
+	lk := w.last[sensor]
+	switch {
+	case !lk.ok || ts > lk.ts:
+		w.last[sensor] = lastKey{ts, 0, true}
+		return 0, nil
+	case ts == lk.ts && lk.seq < 0xffff:
+		w.last[sensor] = lastKey{ts, lk.seq + 1, true}
+		return lk.seq + 1, nil
+	}
+	var k [readingKeyLen]byte
+	for seq := 0; seq <= 0xffff; seq++ {
+		readingKey(k[:0], ts, uint16(seq))
+		if b.Get(k[:]) == nil {
+			return uint16(seq), nil
+		}
+	}
+	return 0, fmt.Errorf("sensor %q: more than 65536 readings at %v: %w", sensor, time.Unix(0, int64(ts)), agent.ErrInvalidReading)
+}
+
+// noteSensor records the sensor's kind and unit when they change.
+func (db *DB) noteSensor(tx *bolt.Tx, r *agent.Result) error {
+	info := r.Kind + "\x00" + r.Unit
+	if old, ok := db.w.sensors[r.Sensor]; ok && old == info {
+		return nil
+	}
+	sb := tx.Bucket(bucketSensors)
+	if v := sb.Get([]byte(r.Sensor)); string(v) != info {
+		if err := sb.Put([]byte(r.Sensor), []byte(info)); err != nil {
+			return fmt.Errorf("sensor %q: info: %w", r.Sensor, err)
+		}
+	}
+	db.w.sensors[r.Sensor] = info
+	return nil
+}
+
+// putRollups merges the batch's per-minute aggregates into the rollups bucket.
+func (db *DB) putRollups(tx *bolt.Tx) error {
+	rb := tx.Bucket(bucketRollups)
+	for k, a := range db.w.roll {
+		b, err := rb.CreateBucketIfNotExists([]byte(k.sensor))
+		if err != nil {
+			return fmt.Errorf("sensor %q: rollup bucket: %w", k.sensor, err)
+		}
+		b.FillPercent = fillPercent
+		key := binary.BigEndian.AppendUint64(make([]byte, 0, 8), k.minute)
+		agg := *a
+		if v := b.Get(key); v != nil {
+			old, err := decodeRollup(v)
+			if err != nil {
+				return fmt.Errorf("sensor %q: rollup %x: %w", k.sensor, key, err)
+			}
+			old.merge(agg)
+			agg = old
+		}
+		if err := b.Put(key, agg.encode(make([]byte, 0, rollupValueLen))); err != nil {
+			return fmt.Errorf("sensor %q: put rollup: %w", k.sensor, err)
+		}
+	}
+	clear(db.w.roll)
+	return nil
+}
+
+// putAlerts stores each alert transition under its incident's key (the
+// first transition's start time + ID), so later transitions of the same ID
+// update it, and enqueues it for the uplink when Options.Outbox is set.
+func (db *DB) putAlerts(tx *bolt.Tx, as []agent.Alert, ob *outboxDelta) error {
+	if len(as) == 0 {
+		return nil
+	}
+	ab, ib := tx.Bucket(bucketAlerts), tx.Bucket(bucketAlertIDs)
+	ab.FillPercent = fillPercent
+	for i := range as {
+		a := as[i]
+		if a.Gateway == "" {
+			a.Gateway = db.opts.Gateway
+		}
+		v, err := json.Marshal(&a)
+		if err != nil { // NaN in a float: retrying would never succeed
+			db.log.Error("storage dropped an alert it cannot encode", "alert", a.ID, "err", err)
+			db.m.dropInvalid.Inc()
+			continue
+		}
+		key := ib.Get([]byte(a.ID))
+		if key == nil {
+			start := a.StartedAt
+			if start.IsZero() {
+				start = a.UpdatedAt
+			}
+			key = append(tsKey(nil, start), a.ID...)
+			if err := ib.Put([]byte(a.ID), key); err != nil {
+				return fmt.Errorf("alert %s: index: %w", a.ID, err)
+			}
+		} else {
+			key = bytes.Clone(key)
+		}
+		if err := ab.Put(key, v); err != nil {
+			return fmt.Errorf("alert %s: put: %w", a.ID, err)
+		}
+		if db.opts.Outbox {
+			if err := db.addOutbox(tx, 'a', a.Sensor, v, ob); err != nil {
+				return fmt.Errorf("alert %s: %w", a.ID, err)
+			}
+		}
+	}
+	return nil
+}
+
+var errNoBucket = errors.New("bucket missing")
+
+// arena hands out byte slices that stay valid until the commit (bbolt keeps
+// Put's slices), with one allocation per 64 KiB instead of two per reading.
+type arena struct{ chunk []byte }
+
+const arenaChunk = 64 << 10
+
+// buf returns an empty slice to append one record to (at most 1 KiB fits
+// without reallocation; a longer record is simply copied by take).
+func (a *arena) buf() []byte {
+	if cap(a.chunk)-len(a.chunk) < 1024 {
+		a.chunk = make([]byte, 0, arenaChunk)
+	}
+	return a.chunk[len(a.chunk):]
+}
+
+// take claims b, which was appended to the slice from buf.
+func (a *arena) take(b []byte) []byte {
+	free := a.chunk[len(a.chunk):cap(a.chunk)]
+	if len(b) > 0 && len(b) <= len(free) && &b[0] == &free[0] {
+		a.chunk = a.chunk[:len(a.chunk)+len(b)]
+		return b[:len(b):len(b)]
+	}
+	return b // it outgrew the chunk and was reallocated by append
+}
