@@ -1,30 +1,28 @@
 package upstream
 
 import (
-	"os/exec"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeagent/edgeagent/agent"
 )
 
 func TestUplink_drainsBacklogInOrder(t *testing.T) {
 	m := startMosquitto(t, false)
 	sub := subscribe(t, m.url(), "edgeagent/gw1/#")
-	ob := openBoltOutbox(t, "")
+	ob := openStore(t, "")
 	es, want := alertBurst("a", 2000, 7)
-	if err := ob.enqueueMany(es[:1900]); err != nil {
-		t.Fatal(err)
-	}
+	ob.write(t, es[:1900])
 	u, reg := startUplink(t, ob, Options{URL: m.url(), Window: 64})
 	// more while draining: the notification wakes the drain
-	for _, e := range es[1900:] {
-		if err := ob.OutboxEnqueue(e.Lane, e.Sensor, e.Payload); err != nil {
-			t.Fatal(err)
-		}
+	for _, a := range es[1900:] {
+		ob.write(t, []agent.Alert{a})
 	}
 	sub.waitDistinct(len(es), 30*time.Second)
-	waitFor(t, 10*time.Second, "outbox empty", func() bool { d, _, _ := ob.OutboxStats(); return d == 0 })
+	waitFor(t, 10*time.Second, "outbox empty", func() bool { return depth(ob) == 0 })
 	sub.checkOrder(want)
 	if got := counter(t, reg, "edgeagent_upstream_published_total"); got != float64(len(es)) {
 		t.Errorf("published_total = %v, want %d (no faults: no duplicates)", got, len(es))
@@ -56,7 +54,7 @@ func TestUplink_drainsBacklogInOrder(t *testing.T) {
 
 func TestUplink_birthAndWill(t *testing.T) {
 	m := startMosquitto(t, false)
-	ob := openBoltOutbox(t, "")
+	ob := openStore(t, "")
 	u, _ := startUplink(t, ob, Options{URL: m.url(), TopicPrefix: "plant", Gateway: "gw9"})
 	waitFor(t, 10*time.Second, "connected", func() bool { return u.State().Connected })
 	// A late subscriber gets the retained birth.
@@ -77,7 +75,7 @@ func TestUplink_birthAndWill(t *testing.T) {
 // publish the retained last will.
 func TestUplink_closePublishesOffline(t *testing.T) {
 	m := startMosquitto(t, false)
-	ob := openBoltOutbox(t, "")
+	ob := openStore(t, "")
 	sub := subscribe(t, m.url(), "edgeagent/gw1/status")
 	u, _ := startUplink(t, ob, Options{URL: m.url()})
 	waitFor(t, 10*time.Second, "connected", func() bool { return u.State().Connected })
@@ -97,16 +95,14 @@ func TestUplink_closePublishesOffline(t *testing.T) {
 func TestUplink_brokerRestartDuringBurst(t *testing.T) {
 	m := startMosquitto(t, true)
 	sub := subscribe(t, m.url(), "edgeagent/gw1/alerts/#")
-	ob := openBoltOutbox(t, "")
+	ob := openStore(t, "")
 	u, reg := startUplink(t, ob, Options{URL: m.url(), Window: 32})
 	waitFor(t, 10*time.Second, "connected", func() bool { return u.State().Connected })
 	es, want := alertBurst("r", 3000, 5)
 	// Burst in commits of 10, as the group commit would; stop the broker a
 	// third in.
 	for i := 0; i < len(es); i += 10 {
-		if err := ob.enqueueMany(es[i : i+10]); err != nil {
-			t.Fatal(err)
-		}
+		ob.write(t, es[i:i+10])
 		if i == 1000 {
 			m.stop()
 			waitFor(t, 10*time.Second, "disconnected", func() bool { return !u.State().Connected })
@@ -129,7 +125,7 @@ func TestUplink_brokerRestartDuringBurst(t *testing.T) {
 		}
 	})
 	sub.waitDistinct(len(es), 20*time.Second)
-	waitFor(t, 10*time.Second, "outbox empty", func() bool { d, _, _ := ob.OutboxStats(); return d == 0 })
+	waitFor(t, 10*time.Second, "outbox empty", func() bool { return depth(ob) == 0 })
 	sub.checkOrder(want)
 	pub := counter(t, reg, "edgeagent_upstream_published_total")
 	if pub < float64(len(es)) {
@@ -148,19 +144,15 @@ func TestUplink_stalledLinkIsRecycled(t *testing.T) {
 	m := startMosquitto(t, false)
 	sub := subscribe(t, m.url(), "edgeagent/gw1/alerts/#")
 	p := newStallProxy(t, fmt.Sprintf("127.0.0.1:%d", m.port))
-	ob := openBoltOutbox(t, "")
+	ob := openStore(t, "")
 	u, reg := startUplink(t, ob, Options{URL: p.url(), Window: 16, AckTimeout: 500 * time.Millisecond,
 		ConnectTimeout: 500 * time.Millisecond, KeepAlive: time.Minute})
 	waitFor(t, 10*time.Second, "connected", func() bool { return u.State().Connected })
 	es, want := alertBurst("st", 1000, 4)
-	if err := ob.enqueueMany(es[:200]); err != nil {
-		t.Fatal(err)
-	}
+	ob.write(t, es[:200])
 	sub.waitDistinct(200, 20*time.Second)
 	p.stalled.Store(true)
-	if err := ob.enqueueMany(es[200:]); err != nil {
-		t.Fatal(err)
-	}
+	ob.write(t, es[200:])
 	waitFor(t, 20*time.Second, "ack timeout detected", func() bool {
 		return strings.Contains(u.State().LastError, "no PUBACK")
 	})
@@ -170,7 +162,7 @@ func TestUplink_stalledLinkIsRecycled(t *testing.T) {
 	p.closeAll()
 	p.stalled.Store(false)
 	sub.waitDistinct(len(es), 30*time.Second)
-	waitFor(t, 10*time.Second, "outbox empty", func() bool { d, _, _ := ob.OutboxStats(); return d == 0 })
+	waitFor(t, 10*time.Second, "outbox empty", func() bool { return depth(ob) == 0 })
 	sub.checkOrder(want)
 	pub := counter(t, reg, "edgeagent_upstream_published_total")
 	if pub < float64(len(es)) {
@@ -189,11 +181,9 @@ func BenchmarkUplink_drain100k(b *testing.B) {
 	m := startMosquitto(b, false)
 	for b.Loop() {
 		b.StopTimer()
-		ob := openBoltOutbox(b, "")
+		ob := openStore(b, "")
 		es, _ := alertBurst("b", n, 50)
-		if err := ob.enqueueMany(es); err != nil {
-			b.Fatal(err)
-		}
+		ob.write(b, es)
 		b.StartTimer()
 		start := time.Now()
 		u, err := New(ob, Options{URL: m.url(), Gateway: "gw1", Window: 256})
@@ -202,7 +192,7 @@ func BenchmarkUplink_drain100k(b *testing.B) {
 		}
 		u.Start(b.Context())
 		for {
-			if d, _, _ := ob.OutboxStats(); d == 0 {
+			if depth(ob) == 0 {
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
