@@ -22,6 +22,7 @@ import (
 	"github.com/edgeagent/edgeagent/agent/config"
 	"github.com/edgeagent/edgeagent/agent/ingest"
 	"github.com/edgeagent/edgeagent/agent/sim"
+	"github.com/edgeagent/edgeagent/agent/upstream"
 	"github.com/edgeagent/edgeagent/broker"
 	"github.com/edgeagent/edgeagent/storage"
 )
@@ -78,6 +79,7 @@ type App struct {
 	reg  *prometheus.Registry
 
 	store      *storage.DB
+	uplink     *upstream.Uplink // nil without upstream.url
 	pipeline   *agent.Pipeline
 	intake     *agent.Intake
 	broker     *broker.Broker
@@ -142,6 +144,14 @@ func (a *App) Start(ctx context.Context) error {
 	})
 	if err != nil {
 		return err
+	}
+	// The uplink drains what a previous run left in the outbox at once.
+	a.uplink, err = newUplink(cfg, a.store, a.log.With("component", "upstream"), a.reg)
+	if err != nil {
+		return err
+	}
+	if a.uplink != nil {
+		a.uplink.Start(context.Background())
 	}
 
 	rules, err := anomaly.RulesFromConfig(cfg.Rules)
@@ -280,6 +290,9 @@ func (a *App) readyChecks() map[string]api.Check {
 	if a.external != nil {
 		checks["external_broker"] = a.external.Ready
 	}
+	if a.uplink != nil {
+		checks["upstream"] = a.uplink.Ready
+	}
 	return checks
 }
 
@@ -322,6 +335,9 @@ func (a *App) Close() error {
 	}
 	if a.pipeline != nil {
 		errs = append(errs, a.pipeline.Close(ctx))
+	}
+	if a.uplink != nil { // the outbox lives in storage: stop before it closes
+		errs = append(errs, a.uplink.Close(ctx))
 	}
 	if a.store != nil {
 		errs = append(errs, a.store.Close())
