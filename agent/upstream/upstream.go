@@ -370,7 +370,7 @@ func (u *Uplink) drain(ctx context.Context, c mqtt.Client, lost <-chan error) (i
 		case <-cctx.Done():
 		}
 	}()
-	del := newDeleter(u)
+	del := newDeleter(u, cancel)
 	slots := make(chan struct{}, u.opts.Window)
 	flights := make(chan flight, u.opts.Window)
 	var wg sync.WaitGroup
@@ -490,6 +490,7 @@ func (u *Uplink) addEvicted(n uint64) {
 // never holds up the in-flight window.
 type deleter struct {
 	u        *Uplink
+	fail     context.CancelCauseFunc // ends the cycle on a failed delete
 	mu       sync.Mutex
 	pending  []uint64
 	closed   bool
@@ -497,8 +498,8 @@ type deleter struct {
 	wake     chan struct{}
 }
 
-func newDeleter(u *Uplink) *deleter {
-	return &deleter{u: u, wake: make(chan struct{}, 1)}
+func newDeleter(u *Uplink, fail context.CancelCauseFunc) *deleter {
+	return &deleter{u: u, fail: fail, wake: make(chan struct{}, 1)}
 }
 
 func (d *deleter) add(seq uint64) {
@@ -531,32 +532,34 @@ func (d *deleter) err() error {
 func (d *deleter) run() {
 	for range d.wake {
 		d.mu.Lock()
-		batch, closed := d.pending, d.closed
-		d.pending = nil
+		closed := d.closed
 		d.mu.Unlock()
-		if len(batch) > 0 {
-			if err := d.u.outbox.OutboxDelete(batch...); err != nil {
-				d.mu.Lock()
-				if d.firstErr == nil {
-					d.firstErr = fmt.Errorf("outbox delete %d entries: %w", len(batch), err)
-				}
-				d.mu.Unlock()
-			}
-		}
+		d.flush()
 		if closed {
-			d.mu.Lock()
-			rest := d.pending
-			d.pending = nil
-			d.mu.Unlock()
-			if len(rest) > 0 {
-				if err := d.u.outbox.OutboxDelete(rest...); err != nil && d.err() == nil {
-					d.mu.Lock()
-					d.firstErr = fmt.Errorf("outbox delete %d entries: %w", len(rest), err)
-					d.mu.Unlock()
-				}
-			}
+			d.flush() // anything added between the two reads
 			return
 		}
+	}
+}
+
+// flush deletes what is pending; a failure ends the cycle (the entries stay
+// and are published again: duplicates, never losses).
+func (d *deleter) flush() {
+	d.mu.Lock()
+	batch := d.pending
+	d.pending = nil
+	d.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	if err := d.u.outbox.OutboxDelete(batch...); err != nil {
+		err = fmt.Errorf("outbox delete %d entries: %w", len(batch), err)
+		d.mu.Lock()
+		if d.firstErr == nil {
+			d.firstErr = err
+		}
+		d.mu.Unlock()
+		d.fail(err)
 	}
 }
 
