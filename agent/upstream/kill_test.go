@@ -81,7 +81,7 @@ func TestUplink_killedMidDrain(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
-	const n = 10000
+	const n = 4000
 	m := startMosquitto(t, false)
 	sub := subscribe(t, m.url(), "edgeagent/gw1/alerts/#")
 	dbPath := filepath.Join(t.TempDir(), "edge.db")
