@@ -36,7 +36,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		return err
 	}
@@ -85,6 +85,7 @@ type App struct {
 	broker     *broker.Broker
 	external   *broker.External
 	api        *api.Server
+	hub        *api.Hub // the live stream: a pipeline Observer, served by api
 	http       *http.Server
 	httpLn     net.Listener
 	simStop    context.CancelFunc
@@ -163,6 +164,11 @@ func (a *App) Start(ctx context.Context) error {
 	if _, err := anomaly.New(engineOpts); err != nil {
 		return err
 	}
+	a.hub = api.NewHub(api.HubOptions{
+		Buffer: cfg.HTTP.WSBuffer, DefaultRate: cfg.HTTP.WSRate, MaxRate: cfg.HTTP.WSMaxRate,
+		OriginPatterns: api.OriginHosts(cfg.HTTP.CORSOrigins),
+		Logger:         a.log.With("component", "ws"), Registerer: a.reg,
+	})
 	a.pipeline = agent.NewPipeline(agent.PipelineOptions{
 		Shards:     cfg.Pipeline.Shards,
 		QueueSize:  cfg.Pipeline.QueueSize,
@@ -174,6 +180,7 @@ func (a *App) Start(ctx context.Context) error {
 		Store:            a.store,
 		SnapshotInterval: cfg.Storage.SnapshotInterval,
 		SaveState:        a.store.SaveState,
+		Observers:        []agent.Observer{a.hub},
 		Gateway:          cfg.GatewayID,
 		Logger:           a.log.With("component", "pipeline"),
 		Registerer:       a.reg,
@@ -229,10 +236,74 @@ func (a *App) Start(ctx context.Context) error {
 		}
 	}
 
+	token, tokenSrc, err := api.ResolveToken(cfg.HTTP.TokenFile, cfg.DataDir, cfg.HTTP.Listen)
+	if err != nil {
+		return err
+	}
+	if token != "" && cfg.HTTP.Listen != "" {
+		a.log.Info("http api token required", "token_file", tokenSrc)
+	}
 	a.api = api.New(api.Options{
-		Checks:   a.readyChecks(),
-		Gatherer: a.reg,
-		Logger:   a.log.With("component", "http"),
+		Checks:     a.readyChecks(),
+		Gatherer:   a.reg,
+		Registerer: a.reg,
+		Logger:     a.log.With("component", "http"),
+		Gateway:    cfg.GatewayID,
+		Version:    version,
+		Started:    a.started,
+		Sensors:    a.pipeline,
+		History:    a.store,
+		Rollups: func(sensor string, from, to time.Time, limit int) ([]api.Rollup, error) {
+			rs, err := a.store.Rollups(sensor, from, to, limit)
+			out := make([]api.Rollup, len(rs))
+			for i, r := range rs {
+				out[i] = api.Rollup{Start: r.Start, Count: r.Count, Min: r.Min, Max: r.Max, Mean: r.Mean, Last: r.Last}
+			}
+			return out, err
+		},
+		Alerts: api.AlertsFunc(func(_ context.Context, q api.AlertQuery) ([]agent.Alert, string, error) {
+			return a.store.Alerts(storage.AlertQuery{Sensor: q.Sensor, State: string(q.State), Since: q.Since, Limit: q.Limit, Cursor: q.Cursor})
+		}),
+		Decoder:  dec,
+		Ingester: a.intake,
+		DetectorState: func(st agent.Stage, sensor string) []api.DetectorView {
+			e, ok := st.(*anomaly.Engine)
+			if !ok {
+				return nil
+			}
+			ss, ok := e.Inspect(sensor)
+			if !ok {
+				return nil
+			}
+			out := make([]api.DetectorView, len(ss.Detectors))
+			for i, d := range ss.Detectors {
+				out[i] = api.DetectorView{Name: d.Name, Type: d.Type, Score: d.Score, Baseline: d.Baseline,
+					Reason: d.Reason, State: d.State, AlertID: d.AlertID, Since: d.Since}
+				if d.HasBand {
+					out[i].Band = &[2]float64{d.Band.Lo, d.Band.Hi}
+				}
+			}
+			return out
+		},
+		Status: func(context.Context) api.StatusExtra {
+			st := api.StatusExtra{DBSize: a.store.Size(), Uplink: api.UplinkStatus{State: "disabled"}}
+			if a.broker != nil {
+				st.MQTTClients = a.broker.ClientsConnected()
+			}
+			if cfg.Upstream.URL != "" {
+				depth, bytes, oldest := a.store.OutboxStats()
+				st.Outbox = api.OutboxStatus{Depth: int64(depth), Bytes: bytes, Oldest: oldest}
+				st.Uplink.State = "unknown" // TODO(integrator): the upstream client's state
+			}
+			return st
+		},
+		Token:        token,
+		OpenMetrics:  cfg.HTTP.OpenMetrics,
+		CORSOrigins:  cfg.HTTP.CORSOrigins,
+		MaxBody:      int64(cfg.HTTP.MaxBody),
+		WriteTimeout: cfg.HTTP.WriteTimeout,
+		RawMaxRange:  cfg.HTTP.RawMaxRange,
+		Hub:          a.hub,
 	})
 	if cfg.HTTP.Listen != "" {
 		a.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen)
@@ -341,6 +412,9 @@ func (a *App) Close() error {
 	}
 	if a.store != nil {
 		errs = append(errs, a.store.Close())
+	}
+	if a.api != nil {
+		errs = append(errs, a.api.Close()) // WebSockets: Shutdown does not wait for hijacked conns
 	}
 	if a.http != nil {
 		errs = append(errs, a.http.Shutdown(ctx))
