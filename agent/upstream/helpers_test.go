@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -20,7 +19,6 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 const mosquittoBin = "/usr/sbin/mosquitto"
@@ -320,8 +318,6 @@ func counter(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	return 0
 }
 
-var _ = testutil.ToFloat64
-
 // stallProxy forwards TCP to target until stalled; while stalled it stops
 // reading from both sides (bytes pile up in kernel buffers, nothing is
 // acknowledged), which to the client looks like a link that is up but dead.
@@ -421,8 +417,6 @@ func (p *stallProxy) closeAll() {
 	}
 	p.conns = nil
 }
-
-var _ = io.EOF
 
 func currentUser(t testing.TB) string {
 	u, err := user.Current()

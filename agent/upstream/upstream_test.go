@@ -169,6 +169,9 @@ func TestUplink_stalledLinkIsRecycled(t *testing.T) {
 		t.Errorf("published_total = %v < %d", pub, len(es))
 	}
 	waitFor(t, 10*time.Second, "subscriber got every acknowledged publish", func() bool { return float64(sub.received()) >= pub })
+	if e := counter(t, reg, "edgeagent_upstream_errors_total"); e < 1 {
+		t.Errorf("errors_total = %v, want ≥ 1", e)
+	}
 	if p.accepts.Load() < 2 {
 		t.Errorf("proxy saw %d connections, want a recycled one", p.accepts.Load())
 	}
