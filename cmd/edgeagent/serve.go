@@ -245,6 +245,7 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	a.api = api.New(api.Options{
 		Checks:     a.readyChecks(),
+		Notes:      a.readyNotes(),
 		Gatherer:   a.reg,
 		Registerer: a.reg,
 		Logger:     a.log.With("component", "http"),
@@ -293,7 +294,7 @@ func (a *App) Start(ctx context.Context) error {
 			if cfg.Upstream.URL != "" {
 				depth, bytes, oldest := a.store.OutboxStats()
 				st.Outbox = api.OutboxStatus{Depth: int64(depth), Bytes: bytes, Oldest: oldest}
-				st.Uplink.State = "unknown" // TODO(integrator): the upstream client's state
+				st.Uplink = uplinkStatus(a.uplink.State())
 			}
 			return st
 		},
@@ -361,10 +362,27 @@ func (a *App) readyChecks() map[string]api.Check {
 	if a.external != nil {
 		checks["external_broker"] = a.external.Ready
 	}
-	if a.uplink != nil {
-		checks["upstream"] = a.uplink.Ready
-	}
 	return checks
+}
+
+// readyNotes are reported by /readyz without failing it.
+func (a *App) readyNotes() map[string]api.Check {
+	if a.uplink == nil {
+		return nil
+	}
+	return map[string]api.Check{"upstream": a.uplink.Ready}
+}
+
+// uplinkStatus maps the uplink's state to the status API's words.
+func uplinkStatus(s upstream.State) api.UplinkStatus {
+	st := api.UplinkStatus{State: "connecting", Since: s.Since, LastError: s.LastError}
+	switch {
+	case s.Connected:
+		st.State = "connected"
+	case s.LastError != "":
+		st.State = "down"
+	}
+	return st
 }
 
 // MQTTAddr is the embedded broker's TCP address, or "" without one.
