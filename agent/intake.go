@@ -71,7 +71,7 @@ func (in *Intake) Ingest(ctx context.Context, m Message) error {
 	*bp = rs[:0]
 	if err != nil {
 		if errors.Is(err, ErrUnmatched) {
-			in.p.metrics.unmatched.Inc()
+			in.p.metrics.unmatchedOne()
 			return nil
 		}
 		in.countRejections(m, err)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -20,7 +21,14 @@ type pipelineMetrics struct {
 	unmatched prometheus.Counter
 	rejected  *prometheus.CounterVec
 	children  sync.Map // reason -> prometheus.Counter, resolved once
+
+	// The same totals as plain numbers, for Stats (status API, sd_notify).
+	nReceived, nProcessed, nRejected, nUnmatched atomic.Uint64
 }
+
+func (m *pipelineMetrics) receivedOne()     { m.received.Inc(); m.nReceived.Add(1) }
+func (m *pipelineMetrics) unmatchedOne()    { m.unmatched.Inc(); m.nUnmatched.Add(1) }
+func (m *pipelineMetrics) processedN(n int) { m.processed.Add(float64(n)); m.nProcessed.Add(uint64(n)) }
 
 func newPipelineMetrics(reg prometheus.Registerer) *pipelineMetrics {
 	m := &pipelineMetrics{
@@ -61,4 +69,4 @@ func (m *pipelineMetrics) child(reason string) prometheus.Counter {
 	return c.(prometheus.Counter)
 }
 
-func (m *pipelineMetrics) reject(reason string) { m.child(reason).Inc() }
+func (m *pipelineMetrics) reject(reason string) { m.child(reason).Inc(); m.nRejected.Add(1) }

@@ -87,6 +87,26 @@ type SensorInfo struct {
 	Flags    Flags     `json:"flags"`
 }
 
+// Stats are the pipeline's running totals.
+type Stats struct {
+	Received   uint64 `json:"received"`
+	Processed  uint64 `json:"processed"`
+	Rejected   uint64 `json:"rejected"`
+	Unmatched  uint64 `json:"unmatched"`
+	Sensors    int    `json:"sensors"`
+	QueueDepth int    `json:"queue_depth"`
+}
+
+// Stats returns the running totals; safe to call from any goroutine.
+func (p *Pipeline) Stats() Stats {
+	m := p.metrics
+	return Stats{
+		Received: m.nReceived.Load(), Processed: m.nProcessed.Load(),
+		Rejected: m.nRejected.Load(), Unmatched: m.nUnmatched.Load(),
+		Sensors: int(p.nsensors.Load()), QueueDepth: p.QueueDepth(),
+	}
+}
+
 // Pipeline moves readings from ingest to the per-sensor stages, storage and
 // observers. Readings are sharded by sensor id; one goroutine owns each
 // shard's state, so per-sensor order is kept and no lock is taken per reading.
@@ -193,7 +213,7 @@ func (p *Pipeline) Submit(ctx context.Context, r Reading) error {
 	}
 	select {
 	case p.shardFor(r.Sensor).in <- r:
-		p.metrics.received.Inc()
+		p.metrics.receivedOne()
 		return nil
 	case <-ctx.Done():
 		r.Commit.Done(ctx.Err())
@@ -397,7 +417,7 @@ func (s *shard) process() {
 		s.track(&res)
 		s.results = append(s.results, res)
 	}
-	s.p.metrics.processed.Add(float64(len(s.batch)))
+	s.p.metrics.processedN(len(s.batch))
 	s.emit(s.results)
 	clear(s.batch)
 }

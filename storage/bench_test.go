@@ -260,7 +260,7 @@ func BenchmarkQuery(b *testing.B) {
 func BenchmarkRetention(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "edge.db")
 	now := time.Now()
-	db, err := Open(path, Options{RawRetention: time.Hour, MaxRawPerSensor: -1, Now: func() time.Time { return now }})
+	db, err := Open(path, Options{RawRetention: time.Hour, MaxRawPerSensor: -1, MaxBytes: 4 << 30, Now: func() time.Time { return now }})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -274,21 +274,24 @@ func BenchmarkRetention(b *testing.B) {
 	// expired data for b.N steps: 100 sensors, 10000 readings per step
 	old := now.Add(-2 * time.Hour)
 	total := b.N * retentionChunk
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
-		for s := range 100 {
-			rb, _ := tx.Bucket(bucketReadings).CreateBucketIfNotExists([]byte(fmt.Sprintf("s%03d", s)))
-			rb.FillPercent = fillPercent
-			for i := s; i < total; i += 100 {
-				r := benchResult("", old.Add(time.Duration(i)*time.Millisecond), float64(i))
-				if err := rb.Put(readingKey(nil, tsNano(r.Time), 0), encodeReading(nil, &r)); err != nil {
-					return err
+	for lo := 0; lo < total; lo += 1_000_000 { // sorted, in txs of 1M
+		hi := min(lo+1_000_000, total)
+		err = db.bolt.Update(func(tx *bolt.Tx) error {
+			for s := range 100 {
+				rb, _ := tx.Bucket(bucketReadings).CreateBucketIfNotExists([]byte(fmt.Sprintf("s%03d", s)))
+				rb.FillPercent = fillPercent
+				for i := lo + s; i < hi; i += 100 {
+					r := benchResult("", old.Add(time.Duration(float64(time.Hour)*float64(i)/float64(total))), float64(i))
+					if err := rb.Put(readingKey(nil, tsNano(r.Time), 0), encodeReading(nil, &r)); err != nil {
+						return err
+					}
 				}
 			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
 		}
-		return nil
-	})
-	if err != nil {
-		b.Fatal(err)
 	}
 	b.ResetTimer()
 	deleted := 0
