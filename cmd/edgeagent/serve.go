@@ -90,11 +90,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return app.Close()
 }
 
-// newLogger returns a logger at the config's level.
-func newLogger(c config.LogConfig, w io.Writer) *slog.Logger {
-	return newLeveledLogger(c, new(slog.LevelVar), w)
-}
-
 // newLeveledLogger sets level from the config and returns a logger that
 // follows level, so a reload can change it in place.
 func newLeveledLogger(c config.LogConfig, level *slog.LevelVar, w io.Writer) *slog.Logger {

@@ -7,13 +7,14 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 version=${1:?version} arch=${2:?deb arch} bin=${3:?binary} out=${4:?outdir}
-# Debian versions must start with a digit: v1.2.3 -> 1.2.3, a bare commit -> 0~git<commit>.
+# Debian versions: v1.2.3 -> 1.2.3; anything not starting with X.Y (a bare commit) -> 0~git<commit>, below every release.
 version=${version#v}
-[[ $version =~ ^[0-9] ]] || version="0~git${version}"
+[[ $version =~ ^[0-9]+\.[0-9] ]] || version="0~git${version}"
 version=${version//-/+}
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
+chmod 0755 "$stage"
 install -D -m 0755 "$bin" "$stage/usr/bin/edgeagent"
 install -d "$stage/lib/systemd/system"
 sed 's#/usr/local/bin/edgeagent#/usr/bin/edgeagent#g' "$root/systemd/edgeagent.service" >"$stage/lib/systemd/system/edgeagent.service"
