@@ -58,6 +58,7 @@ func commands() []command {
 		{"simulate", "publish simulated sensor readings over MQTT", runSimulate},
 		{"config", "config check FILE: validate a config and print the effective one", runConfig},
 		{"passwd", "print a bcrypt hash for mqtt.users[].password_hash", runPasswd},
+		{"health", "ask a running agent whether it is ready (exit 0) or not (exit 1)", runHealth},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,7 +24,9 @@ import (
 	"github.com/edgeagent/edgeagent/agent/config"
 	"github.com/edgeagent/edgeagent/agent/ingest"
 	"github.com/edgeagent/edgeagent/agent/sim"
+	"github.com/edgeagent/edgeagent/agent/upstream"
 	"github.com/edgeagent/edgeagent/broker"
+	"github.com/edgeagent/edgeagent/cmd/edgeagent/internal/sdnotify"
 	"github.com/edgeagent/edgeagent/storage"
 )
 
@@ -39,19 +43,59 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	logger := newLogger(cfg.Log, stderr)
+	level := new(slog.LevelVar)
+	logger := newLeveledLogger(cfg.Log, level, stderr)
+	notifier := sdnotify.FromEnv()
+	watchdog, err := sdnotify.WatchdogInterval()
+	if err != nil {
+		logger.Warn("systemd watchdog off", "err", err)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP) // before Start: an early reload is not fatal
+	defer signal.Stop(hup)
+
 	app := NewApp(cfg, AppOptions{Logger: logger, Simulate: *simulate, SimulateRate: *simRate, ResetDB: *resetDB})
 	if err := app.Start(ctx); err != nil {
 		return errors.Join(err, app.Close())
 	}
-	<-ctx.Done()
+	status := newStatusLine(app.Registry(), cfg.Upstream.URL != "")
+	if err := notifier.Ready("started: " + status.String()); err != nil {
+		logger.Warn("sd_notify READY", "err", err)
+	}
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	var loop sync.WaitGroup
+	loop.Go(func() {
+		sdnotify.Loop(loopCtx, sdnotify.LoopOptions{
+			Notifier: notifier, Timeout: watchdog,
+			Healthy: func() error { return app.progressing(stallFor(watchdog)) },
+			Status:  status.String, StatusInterval: statusEvery(watchdog),
+			Logger: logger.With("component", "watchdog"),
+		})
+	})
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case <-hup:
+			_ = notifier.Reloading()
+			rep, err := app.reload(*cfgPath, level)
+			logReload(logger, *cfgPath, rep, err)
+			_ = notifier.Ready("")
+		}
+	}
 	logger.Info("shutting down")
+	_ = notifier.Stopping()
+	stopLoop()
+	loop.Wait()
 	return app.Close()
 }
 
-func newLogger(c config.LogConfig, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level))
+// newLeveledLogger sets level from the config and returns a logger that
+// follows level, so a reload can change it in place.
+func newLeveledLogger(c config.LogConfig, level *slog.LevelVar, w io.Writer) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(c.Level))
+	level.Set(l)
 	ho := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, ho))
@@ -78,6 +122,7 @@ type App struct {
 	reg  *prometheus.Registry
 
 	store      *storage.DB
+	uplink     *upstream.Uplink // nil without upstream.url
 	pipeline   *agent.Pipeline
 	intake     *agent.Intake
 	broker     *broker.Broker
@@ -143,6 +188,14 @@ func (a *App) Start(ctx context.Context) error {
 	})
 	if err != nil {
 		return err
+	}
+	// The uplink drains what a previous run left in the outbox at once.
+	a.uplink, err = newUplink(cfg, a.store, a.log.With("component", "upstream"), a.reg)
+	if err != nil {
+		return err
+	}
+	if a.uplink != nil {
+		a.uplink.Start(context.Background())
 	}
 
 	rules, err := anomaly.RulesFromConfig(cfg.Rules)
@@ -240,6 +293,7 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	a.api = api.New(api.Options{
 		Checks:     a.readyChecks(),
+		Notes:      a.readyNotes(),
 		Gatherer:   a.reg,
 		Registerer: a.reg,
 		Logger:     a.log.With("component", "http"),
@@ -288,7 +342,7 @@ func (a *App) Start(ctx context.Context) error {
 			if cfg.Upstream.URL != "" {
 				depth, bytes, oldest := a.store.OutboxStats()
 				st.Outbox = api.OutboxStatus{Depth: int64(depth), Bytes: bytes, Oldest: oldest}
-				st.Uplink.State = "unknown" // TODO(integrator): the upstream client's state
+				st.Uplink = uplinkStatus(a.uplink.State())
 			}
 			return st
 		},
@@ -359,6 +413,26 @@ func (a *App) readyChecks() map[string]api.Check {
 	return checks
 }
 
+// readyNotes are reported by /readyz without failing it.
+func (a *App) readyNotes() map[string]api.Check {
+	if a.uplink == nil {
+		return nil
+	}
+	return map[string]api.Check{"upstream": a.uplink.Ready}
+}
+
+// uplinkStatus maps the uplink's state to the status API's words.
+func uplinkStatus(s upstream.State) api.UplinkStatus {
+	st := api.UplinkStatus{State: "connecting", Since: s.Since, LastError: s.LastError}
+	switch {
+	case s.Connected:
+		st.State = "connected"
+	case s.LastError != "":
+		st.State = "down"
+	}
+	return st
+}
+
 // MQTTAddr is the embedded broker's TCP address, or "" without one.
 func (a *App) MQTTAddr() string {
 	if a.broker == nil {
@@ -398,6 +472,9 @@ func (a *App) Close() error {
 	}
 	if a.pipeline != nil {
 		errs = append(errs, a.pipeline.Close(ctx))
+	}
+	if a.uplink != nil { // the outbox lives in storage: stop before it closes
+		errs = append(errs, a.uplink.Close(ctx))
 	}
 	if a.store != nil {
 		errs = append(errs, a.store.Close())
