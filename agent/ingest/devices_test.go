@@ -237,6 +237,7 @@ var deviceTests = []decodeTest{
 	{name: "esphome sensor", topic: "livingroom/sensor/temperature/state", payload: `21.4`,
 		want: []want{{sensor: "livingroom/temperature", kind: "temperature", value: 21.4}}},
 	{name: "esphome NaN is None", topic: "livingroom/sensor/temperature/state", payload: `None`, reasons: []Reason{ReasonMissingValue}},
+	{name: "home assistant status is not a device", topic: "homeassistant/status", payload: `online`},
 	{name: "esphome status offline", topic: "livingroom/status", payload: `offline`,
 		want: []want{{sensor: "livingroom", kind: KindLiveness, value: 0, flags: offline}}},
 

@@ -146,7 +146,11 @@ func haLong(k string) string {
 
 // decode handles topic when discovery knows it; ok is false otherwise.
 func (h *haState) decode(name string, payload []byte, arrived time.Time, out []agent.Reading) ([]agent.Reading, error, bool) {
-	if rest, found := strings.CutPrefix(name, h.prefix); found && strings.HasPrefix(rest, "/") && strings.HasSuffix(rest, "/config") {
+	rest, found := strings.CutPrefix(name, h.prefix)
+	if found && rest == "/status" {
+		return out, nil, true // Home Assistant's birth and will
+	}
+	if found && strings.HasPrefix(rest, "/") && strings.HasSuffix(rest, "/config") {
 		rest = rest[1:]
 		return out, h.config(name, strings.Split(strings.TrimSuffix(rest, "/config"), "/"), payload), true
 	}

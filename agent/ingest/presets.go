@@ -110,6 +110,8 @@ func PresetTopics(name, prefix string) ([]Topic, error) {
 	case PresetESPHome:
 		// <node>/sensor/temperature/state = 21.4; <node>/status = online|offline
 		return []Topic{
+			// Home Assistant's own birth/will has the same shape as a node's status.
+			{Pattern: "homeassistant/status", Format: FormatIgnore},
 			{Pattern: p("{device}/status"), Format: FormatLiveness},
 			{Pattern: p("{device}/sensor/{kind}/state"), ID: "{device}/{kind}", Format: FormatNumber},
 		}, nil
