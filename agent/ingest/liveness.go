@@ -40,8 +40,8 @@ func DefaultOffline() []string {
 // measurement.
 func IsLiveness(r *agent.Reading) bool { return r.Kind == KindLiveness }
 
-// DeviceOf returns the device id of a liveness reading's sensors: a sensor
-// belongs to device dev when it has the prefix dev+"/".
+// DeviceOf reports whether sensor belongs to device dev (the Sensor of a
+// liveness reading): whether it has the prefix dev+"/".
 func DeviceOf(sensor, dev string) bool {
 	return len(sensor) > len(dev) && sensor[len(dev)] == '/' && sensor[:len(dev)] == dev
 }
