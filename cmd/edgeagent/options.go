@@ -3,6 +3,9 @@ package main
 import (
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgeagent/edgeagent/agent/api"
 	"github.com/edgeagent/edgeagent/agent/config"
 	"github.com/edgeagent/edgeagent/agent/ingest"
 )
@@ -38,4 +41,40 @@ func ingestOptions(c config.IngestConfig) ingest.Options {
 		o.Topics = append(o.Topics, it)
 	}
 	return o
+}
+
+// ingestStatus copies what the decoder could not map into the status API.
+func ingestStatus(dec *ingest.Decoder) api.IngestStatus {
+	st := dec.Stats()
+	out := api.IngestStatus{
+		UnsupportedTemplates: []api.UnsupportedTemplate{},
+		DiscoveredSensors:    st.DiscoveredSensors,
+		SparkplugSeqGaps:     st.SparkplugSeqGaps,
+	}
+	for _, u := range dec.UnsupportedTemplates() {
+		out.UnsupportedTemplates = append(out.UnsupportedTemplates, api.UnsupportedTemplate{
+			ConfigTopic: u.ConfigTopic, Sensor: u.Sensor, Template: u.Template, Why: u.Why})
+	}
+	return out
+}
+
+// registerIngestMetrics exposes the decoders' device counters.
+func registerIngestMetrics(reg prometheus.Registerer, dec *ingest.Decoder) {
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "edgeagent_sparkplug_seq_gaps_total", Help: "Sparkplug B sequence gaps seen (messages lost between edge node and broker).",
+		}, func() float64 { return float64(dec.Stats().SparkplugSeqGaps) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "edgeagent_sparkplug_births_total", Help: "Sparkplug B NBIRTH/DBIRTH messages decoded.",
+		}, func() float64 { return float64(dec.Stats().SparkplugBirths) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "edgeagent_sparkplug_deaths_total", Help: "Sparkplug B NDEATH/DDEATH messages decoded.",
+		}, func() float64 { return float64(dec.Stats().SparkplugDeaths) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "edgeagent_ha_discovered_sensors", Help: "Sensors created from Home Assistant discovery configs.",
+		}, func() float64 { return float64(dec.Stats().DiscoveredSensors) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "edgeagent_ha_unsupported_templates", Help: "Home Assistant value templates that cannot be evaluated (listed in /api/v1/status).",
+		}, func() float64 { return float64(dec.Stats().UnsupportedTemplates) }),
+	)
 }

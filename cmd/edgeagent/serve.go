@@ -125,6 +125,7 @@ type App struct {
 	uplink     *upstream.Uplink // nil without upstream.url
 	pipeline   *agent.Pipeline
 	intake     *agent.Intake
+	decoder    *ingest.Decoder
 	broker     *broker.Broker
 	external   *broker.External
 	api        *api.Server
@@ -237,6 +238,8 @@ func (a *App) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.decoder = dec
+	registerIngestMetrics(a.reg, dec)
 	for _, r := range ingest.Reasons {
 		a.pipeline.Metrics().Counted(string(r))
 	}
@@ -335,7 +338,7 @@ func (a *App) Start(ctx context.Context) error {
 			return out
 		},
 		Status: func(context.Context) api.StatusExtra {
-			st := api.StatusExtra{DBSize: a.store.Size(), Uplink: api.UplinkStatus{State: "disabled"}}
+			st := api.StatusExtra{DBSize: a.store.Size(), Uplink: api.UplinkStatus{State: "disabled"}, Ingest: ingestStatus(a.decoder)}
 			if a.broker != nil {
 				st.MQTTClients = a.broker.ClientsConnected()
 			}
