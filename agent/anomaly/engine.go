@@ -245,6 +245,9 @@ func (e *Engine) Process(r agent.Reading, res *agent.Result, alerts []agent.Aler
 func (e *Engine) Tick(now time.Time, alerts []agent.Alert) []agent.Alert {
 	n := now.UnixNano()
 	for s := e.wheel.due(n); s != nil; s = e.wheel.due(n) {
+		if e.sensors[s.id] != s {
+			continue // dropped by SetRules
+		}
 		sl := s.silenceSlot
 		dl := s.silence.deadline()
 		if dl == 0 {

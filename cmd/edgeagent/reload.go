@@ -1,15 +1,19 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/edgeagent/edgeagent/agent"
 	"github.com/edgeagent/edgeagent/agent/anomaly"
 	"github.com/edgeagent/edgeagent/agent/config"
 	"github.com/edgeagent/edgeagent/agent/ingest"
+	"github.com/edgeagent/edgeagent/agent/upstream"
 	"github.com/edgeagent/edgeagent/broker"
 )
 
@@ -21,10 +25,15 @@ type reloadReport struct {
 }
 
 // liveKeys are the keys a reload applies without a restart, by key path
-// prefix. Everything else that changed is reported as needing a restart:
-// rules too, until anomaly.Engine can swap its rules in place (the engines
-// live on the shard goroutines; a swap would go through Pipeline.Inspect).
-var liveKeys = []string{"log.level", "mqtt.allow_anonymous", "mqtt.users"}
+// prefix. Everything else that changed is reported as needing a restart.
+// Rules swap on each shard's goroutine (Pipeline.Reconfigure); the uplink is
+// replaced by a successor draining the same durable outbox. Readings keep
+// flowing through both.
+var liveKeys = []string{"log.level", "mqtt.allow_anonymous", "mqtt.users", "rules",
+	"upstream.url", "upstream.client_id", "upstream.username", "upstream.password_file",
+	"upstream.ca_file", "upstream.cert_file", "upstream.key_file", "upstream.topic_prefix",
+	"upstream.keepalive", "upstream.connect_timeout", "upstream.ack_timeout",
+	"upstream.max_inflight", "upstream.backoff_min", "upstream.backoff_max", "upstream.forward"}
 
 // reload re-reads the config at path and applies what can change live. A
 // config that does not load or validate is rejected with an error that says
@@ -53,8 +62,23 @@ func (a *App) reload(path string, level *slog.LevelVar) (reloadReport, error) {
 		rep.NothingChanged = true
 		return rep, nil
 	}
+	// The uplink can be re-pointed, not switched on or off: storage writes
+	// the outbox only when an uplink was configured at start.
+	uplinkLive := a.cfg.Upstream.URL != "" && next.Upstream.URL != ""
+	var successor *upstream.Uplink
 	for _, k := range changed {
-		if isLive(k, a.cfg.MQTT.Embedded) {
+		if strings.HasPrefix(k, "upstream.") && uplinkLive && isLive(k, true) && successor == nil {
+			opts, err := uplinkOptions(next, a.log.With("component", "upstream"), nil)
+			if err == nil {
+				successor, err = a.uplink.Load().Successor(opts)
+			}
+			if err != nil {
+				return reloadReport{}, fmt.Errorf("%s: %w", path, err)
+			}
+		}
+	}
+	for _, k := range changed {
+		if isLive(k, a.cfg.MQTT.Embedded) && (!strings.HasPrefix(k, "upstream.") || uplinkLive) {
 			rep.Applied = append(rep.Applied, k)
 		} else {
 			rep.RestartNeeded = append(rep.RestartNeeded, k)
@@ -69,6 +93,26 @@ func (a *App) reload(path string, level *slog.LevelVar) (reloadReport, error) {
 	if a.broker != nil && (slices.Contains(rep.Applied, "mqtt.users") || slices.Contains(rep.Applied, "mqtt.allow_anonymous")) {
 		a.broker.SetUsers(next.MQTT.AllowAnonymous, brokerUsers(next.MQTT.Users))
 		a.cfg.MQTT.AllowAnonymous, a.cfg.MQTT.Users = next.MQTT.AllowAnonymous, next.MQTT.Users
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if slices.Contains(rep.Applied, "rules") {
+		err := a.pipeline.Reconfigure(ctx, func(st agent.Stage, alerts []agent.Alert) ([]agent.Alert, error) {
+			return st.(*anomaly.Engine).SetRules(rules, time.Now(), alerts)
+		})
+		if err != nil { // checked above: only a stopping pipeline gets here
+			return rep, fmt.Errorf("rules: %w", err)
+		}
+		a.cfg.Rules = next.Rules
+	}
+	if successor != nil {
+		old := a.uplink.Load()
+		if err := old.Close(ctx); err != nil {
+			a.log.Warn("old uplink did not stop in time", "err", err)
+		}
+		successor.Start(context.Background())
+		a.uplink.Store(successor)
+		a.cfg.Upstream = next.Upstream
 	}
 	return rep, nil
 }

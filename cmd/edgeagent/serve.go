@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -122,7 +123,7 @@ type App struct {
 	reg  *prometheus.Registry
 
 	store      *storage.DB
-	uplink     *upstream.Uplink // nil without upstream.url
+	uplink     atomic.Pointer[upstream.Uplink] // nil without upstream.url; a reload swaps it
 	pipeline   *agent.Pipeline
 	intake     *agent.Intake
 	decoder    *ingest.Decoder
@@ -191,12 +192,13 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 	// The uplink drains what a previous run left in the outbox at once.
-	a.uplink, err = newUplink(cfg, a.store, a.log.With("component", "upstream"), a.reg)
+	uplink, err := newUplink(cfg, a.store, a.log.With("component", "upstream"), a.reg)
 	if err != nil {
 		return err
 	}
-	if a.uplink != nil {
-		a.uplink.Start(context.Background())
+	if uplink != nil {
+		uplink.Start(context.Background())
+		a.uplink.Store(uplink)
 	}
 
 	rules, err := anomaly.RulesFromConfig(cfg.Rules)
@@ -345,7 +347,7 @@ func (a *App) Start(ctx context.Context) error {
 			if cfg.Upstream.URL != "" {
 				depth, bytes, oldest := a.store.OutboxStats()
 				st.Outbox = api.OutboxStatus{Depth: int64(depth), Bytes: bytes, Oldest: oldest}
-				st.Uplink = uplinkStatus(a.uplink.State())
+				st.Uplink = uplinkStatus(a.uplink.Load().State())
 			}
 			return st
 		},
@@ -418,10 +420,10 @@ func (a *App) readyChecks() map[string]api.Check {
 
 // readyNotes are reported by /readyz without failing it.
 func (a *App) readyNotes() map[string]api.Check {
-	if a.uplink == nil {
+	if a.uplink.Load() == nil {
 		return nil
 	}
-	return map[string]api.Check{"upstream": a.uplink.Ready}
+	return map[string]api.Check{"upstream": func() error { return a.uplink.Load().Ready() }}
 }
 
 // uplinkStatus maps the uplink's state to the status API's words.
@@ -476,8 +478,8 @@ func (a *App) Close() error {
 	if a.pipeline != nil {
 		errs = append(errs, a.pipeline.Close(ctx))
 	}
-	if a.uplink != nil { // the outbox lives in storage: stop before it closes
-		errs = append(errs, a.uplink.Close(ctx))
+	if u := a.uplink.Load(); u != nil { // the outbox lives in storage: stop before it closes
+		errs = append(errs, u.Close(ctx))
 	}
 	if a.store != nil {
 		errs = append(errs, a.store.Close())
