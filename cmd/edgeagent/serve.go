@@ -9,8 +9,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,7 +25,9 @@ import (
 	"github.com/edgeagent/edgeagent/agent/config"
 	"github.com/edgeagent/edgeagent/agent/ingest"
 	"github.com/edgeagent/edgeagent/agent/sim"
+	"github.com/edgeagent/edgeagent/agent/upstream"
 	"github.com/edgeagent/edgeagent/broker"
+	"github.com/edgeagent/edgeagent/cmd/edgeagent/internal/sdnotify"
 	"github.com/edgeagent/edgeagent/storage"
 )
 
@@ -35,23 +40,63 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		return err
 	}
-	logger := newLogger(cfg.Log, stderr)
+	level := new(slog.LevelVar)
+	logger := newLeveledLogger(cfg.Log, level, stderr)
+	notifier := sdnotify.FromEnv()
+	watchdog, err := sdnotify.WatchdogInterval()
+	if err != nil {
+		logger.Warn("systemd watchdog off", "err", err)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP) // before Start: an early reload is not fatal
+	defer signal.Stop(hup)
+
 	app := NewApp(cfg, AppOptions{Logger: logger, Simulate: *simulate, SimulateRate: *simRate, ResetDB: *resetDB})
 	if err := app.Start(ctx); err != nil {
 		return errors.Join(err, app.Close())
 	}
-	<-ctx.Done()
+	status := newStatusLine(app.Registry(), cfg.Upstream.URL != "")
+	if err := notifier.Ready("started: " + status.String()); err != nil {
+		logger.Warn("sd_notify READY", "err", err)
+	}
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	var loop sync.WaitGroup
+	loop.Go(func() {
+		sdnotify.Loop(loopCtx, sdnotify.LoopOptions{
+			Notifier: notifier, Timeout: watchdog,
+			Healthy: func() error { return app.progressing(stallFor(watchdog)) },
+			Status:  status.String, StatusInterval: statusEvery(watchdog),
+			Logger: logger.With("component", "watchdog"),
+		})
+	})
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case <-hup:
+			_ = notifier.Reloading()
+			rep, err := app.reload(*cfgPath, level)
+			logReload(logger, *cfgPath, rep, err)
+			_ = notifier.Ready("")
+		}
+	}
 	logger.Info("shutting down")
+	_ = notifier.Stopping()
+	stopLoop()
+	loop.Wait()
 	return app.Close()
 }
 
-func newLogger(c config.LogConfig, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level))
+// newLeveledLogger sets level from the config and returns a logger that
+// follows level, so a reload can change it in place.
+func newLeveledLogger(c config.LogConfig, level *slog.LevelVar, w io.Writer) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(c.Level))
+	level.Set(l)
 	ho := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, ho))
@@ -78,11 +123,14 @@ type App struct {
 	reg  *prometheus.Registry
 
 	store      *storage.DB
+	uplink     atomic.Pointer[upstream.Uplink] // nil without upstream.url; a reload swaps it
 	pipeline   *agent.Pipeline
 	intake     *agent.Intake
+	decoder    *ingest.Decoder
 	broker     *broker.Broker
 	external   *broker.External
 	api        *api.Server
+	hub        *api.Hub // the live stream: a pipeline Observer, served by api
 	http       *http.Server
 	httpLn     net.Listener
 	simStop    context.CancelFunc
@@ -143,16 +191,30 @@ func (a *App) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The uplink drains what a previous run left in the outbox at once.
+	uplink, err := newUplink(cfg, a.store, a.log.With("component", "upstream"), a.reg)
+	if err != nil {
+		return err
+	}
+	if uplink != nil {
+		uplink.Start(context.Background())
+		a.uplink.Store(uplink)
+	}
 
 	rules, err := anomaly.RulesFromConfig(cfg.Rules)
 	if err != nil {
 		return err
 	}
 	engineMetrics := anomaly.NewMetrics(a.reg)
-	engineOpts := anomaly.Options{Rules: rules, Gateway: cfg.GatewayID, Metrics: engineMetrics}
+	engineOpts := anomaly.Options{Rules: rules, Gateway: cfg.GatewayID, Metrics: engineMetrics, Devices: anomaly.NewDevices()}
 	if _, err := anomaly.New(engineOpts); err != nil {
 		return err
 	}
+	a.hub = api.NewHub(api.HubOptions{
+		Buffer: cfg.HTTP.WSBuffer, DefaultRate: cfg.HTTP.WSRate, MaxRate: cfg.HTTP.WSMaxRate,
+		OriginPatterns: api.OriginHosts(cfg.HTTP.CORSOrigins),
+		Logger:         a.log.With("component", "ws"), Registerer: a.reg,
+	})
 	a.pipeline = agent.NewPipeline(agent.PipelineOptions{
 		Shards:     cfg.Pipeline.Shards,
 		QueueSize:  cfg.Pipeline.QueueSize,
@@ -164,6 +226,7 @@ func (a *App) Start(ctx context.Context) error {
 		Store:            a.store,
 		SnapshotInterval: cfg.Storage.SnapshotInterval,
 		SaveState:        a.store.SaveState,
+		Observers:        []agent.Observer{a.hub},
 		Gateway:          cfg.GatewayID,
 		Logger:           a.log.With("component", "pipeline"),
 		Registerer:       a.reg,
@@ -177,14 +240,21 @@ func (a *App) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.decoder = dec
+	registerIngestMetrics(a.reg, dec)
 	for _, r := range ingest.Reasons {
 		a.pipeline.Metrics().Counted(string(r))
 	}
 	a.intake = agent.NewIntake(a.pipeline, dec, cfg.MQTT.AckTimeout)
+	// A retained message is a replay (last-known state, agent.FlagRetained)
+	// only when a subscription delivers it: from an external broker. The
+	// embedded broker hands over client publishes, which are always fresh,
+	// even with the retain flag (ESPHome retains every state).
+	replays := !cfg.MQTT.Embedded
 	handler := func(ctx context.Context, m broker.Message) error {
 		return a.intake.Ingest(ctx, agent.Message{
 			Topic: m.Topic, Payload: m.Payload, ClientID: m.ClientID,
-			Durable: m.QoS > 0, Retained: m.Retained,
+			Durable: m.QoS > 0, Retained: m.Retained && replays,
 		})
 	}
 
@@ -219,10 +289,75 @@ func (a *App) Start(ctx context.Context) error {
 		}
 	}
 
+	token, tokenSrc, err := api.ResolveToken(cfg.HTTP.TokenFile, cfg.DataDir, cfg.HTTP.Listen)
+	if err != nil {
+		return err
+	}
+	if token != "" && cfg.HTTP.Listen != "" {
+		a.log.Info("http api token required", "token_file", tokenSrc)
+	}
 	a.api = api.New(api.Options{
-		Checks:   a.readyChecks(),
-		Gatherer: a.reg,
-		Logger:   a.log.With("component", "http"),
+		Checks:     a.readyChecks(),
+		Notes:      a.readyNotes(),
+		Gatherer:   a.reg,
+		Registerer: a.reg,
+		Logger:     a.log.With("component", "http"),
+		Gateway:    cfg.GatewayID,
+		Version:    version,
+		Started:    a.started,
+		Sensors:    a.pipeline,
+		History:    a.store,
+		Rollups: func(sensor string, from, to time.Time, limit int) ([]api.Rollup, error) {
+			rs, err := a.store.Rollups(sensor, from, to, limit)
+			out := make([]api.Rollup, len(rs))
+			for i, r := range rs {
+				out[i] = api.Rollup{Start: r.Start, Count: r.Count, Min: r.Min, Max: r.Max, Mean: r.Mean, Last: r.Last}
+			}
+			return out, err
+		},
+		Alerts: api.AlertsFunc(func(_ context.Context, q api.AlertQuery) ([]agent.Alert, string, error) {
+			return a.store.Alerts(storage.AlertQuery{Sensor: q.Sensor, State: string(q.State), Since: q.Since, Limit: q.Limit, Cursor: q.Cursor})
+		}),
+		Decoder:  dec,
+		Ingester: a.intake,
+		DetectorState: func(st agent.Stage, sensor string) []api.DetectorView {
+			e, ok := st.(*anomaly.Engine)
+			if !ok {
+				return nil
+			}
+			ss, ok := e.Inspect(sensor)
+			if !ok {
+				return nil
+			}
+			out := make([]api.DetectorView, len(ss.Detectors))
+			for i, d := range ss.Detectors {
+				out[i] = api.DetectorView{Name: d.Name, Type: d.Type, Score: d.Score, Baseline: d.Baseline,
+					Reason: d.Reason, State: d.State, AlertID: d.AlertID, Since: d.Since}
+				if d.HasBand {
+					out[i].Band = &[2]float64{d.Band.Lo, d.Band.Hi}
+				}
+			}
+			return out
+		},
+		Status: func(context.Context) api.StatusExtra {
+			st := api.StatusExtra{DBSize: a.store.Size(), Uplink: api.UplinkStatus{State: "disabled"}, Ingest: ingestStatus(a.decoder)}
+			if a.broker != nil {
+				st.MQTTClients = a.broker.ClientsConnected()
+			}
+			if cfg.Upstream.URL != "" {
+				depth, bytes, oldest := a.store.OutboxStats()
+				st.Outbox = api.OutboxStatus{Depth: int64(depth), Bytes: bytes, Oldest: oldest}
+				st.Uplink = uplinkStatus(a.uplink.Load().State())
+			}
+			return st
+		},
+		Token:        token,
+		OpenMetrics:  cfg.HTTP.OpenMetrics,
+		CORSOrigins:  cfg.HTTP.CORSOrigins,
+		MaxBody:      int64(cfg.HTTP.MaxBody),
+		WriteTimeout: cfg.HTTP.WriteTimeout,
+		RawMaxRange:  cfg.HTTP.RawMaxRange,
+		Hub:          a.hub,
 	})
 	if cfg.HTTP.Listen != "" {
 		a.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen)
@@ -283,6 +418,26 @@ func (a *App) readyChecks() map[string]api.Check {
 	return checks
 }
 
+// readyNotes are reported by /readyz without failing it.
+func (a *App) readyNotes() map[string]api.Check {
+	if a.uplink.Load() == nil {
+		return nil
+	}
+	return map[string]api.Check{"upstream": func() error { return a.uplink.Load().Ready() }}
+}
+
+// uplinkStatus maps the uplink's state to the status API's words.
+func uplinkStatus(s upstream.State) api.UplinkStatus {
+	st := api.UplinkStatus{State: "connecting", Since: s.Since, LastError: s.LastError}
+	switch {
+	case s.Connected:
+		st.State = "connected"
+	case s.LastError != "":
+		st.State = "down"
+	}
+	return st
+}
+
 // MQTTAddr is the embedded broker's TCP address, or "" without one.
 func (a *App) MQTTAddr() string {
 	if a.broker == nil {
@@ -323,8 +478,14 @@ func (a *App) Close() error {
 	if a.pipeline != nil {
 		errs = append(errs, a.pipeline.Close(ctx))
 	}
+	if u := a.uplink.Load(); u != nil { // the outbox lives in storage: stop before it closes
+		errs = append(errs, u.Close(ctx))
+	}
 	if a.store != nil {
 		errs = append(errs, a.store.Close())
+	}
+	if a.api != nil {
+		errs = append(errs, a.api.Close()) // WebSockets: Shutdown does not wait for hijacked conns
 	}
 	if a.http != nil {
 		errs = append(errs, a.http.Shutdown(ctx))
