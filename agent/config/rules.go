@@ -63,7 +63,7 @@ type DetectorConfig struct {
 	ClearMin     *float64       `yaml:"clear_min,omitempty"`    // threshold: default min
 	ClearMax     *float64       `yaml:"clear_max,omitempty"`    // threshold: default max
 	Limit        float64        `yaml:"limit,omitempty"`        // rate: per second (required)
-	Threshold    float64        `yaml:"threshold,omitempty"`    // zscore, mad, auto: |z| scoring 0.8
+	Threshold    float64        `yaml:"threshold,omitempty"`    // zscore, mad: |z| scoring 0.8; auto: novelty ratio to the recent peak scoring 0.8 (default 2)
 	Alpha        float64        `yaml:"alpha,omitempty"`        // zscore: default 0.02
 	Warmup       int            `yaml:"warmup,omitempty"`       // zscore: default 30
 	Window       int            `yaml:"window,omitempty"`       // mad: default 64
