@@ -56,6 +56,7 @@ func commands() []command {
 	return []command{
 		{"serve", "run the agent (embedded broker, pipeline, storage, HTTP)", runServe},
 		{"simulate", "publish simulated sensor readings over MQTT", runSimulate},
+		{"bench", "load an agent over MQTT and report throughput, latency, CPU and memory", runBench},
 		{"config", "config check FILE: validate a config and print the effective one", runConfig},
 		{"passwd", "print a bcrypt hash for mqtt.users[].password_hash", runPasswd},
 		{"version", "print the version", runVersion},
