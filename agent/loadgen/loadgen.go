@@ -303,6 +303,8 @@ loop:
 func (c *client) ack(window <-chan pending, last *atomic.Int64, done chan<- struct{}) {
 	defer close(done)
 	deadline := time.Time{}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	for p := range window {
 		select {
 		case <-p.tok.Done():
@@ -311,12 +313,12 @@ func (c *client) ack(window <-chan pending, last *atomic.Int64, done chan<- stru
 			if !deadline.IsZero() {
 				wait = time.Until(deadline)
 			}
-			t := time.NewTimer(max(wait, 0))
+			timer.Reset(max(wait, 0))
 			select {
 			case <-p.tok.Done():
-			case <-t.C:
+			case <-timer.C:
 			}
-			t.Stop()
+			timer.Stop()
 		}
 		now := time.Now()
 		select {
