@@ -232,18 +232,13 @@ type pending struct {
 // ends or quota (if >= 0) is used up.
 func (c *client) publish(ctx context.Context, quota int64, last *atomic.Int64) {
 	o := c.opts
-	// Pacing: this client's share of Rate, sent in bursts every millisecond.
+	// Pacing: this client's share of Rate. The allowance is computed from
+	// the time since the start, so ticks the scheduler skips are caught up.
+	var share float64
 	var interval time.Duration
-	var perTick float64
 	if o.Rate > 0 {
-		share := o.Rate / float64(o.Clients)
-		interval = time.Millisecond
-		if share < 1000 {
-			interval = time.Duration(float64(time.Second) / share)
-			perTick = 1
-		} else {
-			perTick = share / 1000
-		}
+		share = o.Rate / float64(o.Clients)
+		interval = max(time.Millisecond, time.Duration(float64(time.Second)/share))
 	}
 	window := make(chan pending, o.Inflight)
 	ackerDone := make(chan struct{})
@@ -252,21 +247,19 @@ func (c *client) publish(ctx context.Context, quota int64, last *atomic.Int64) {
 	buf := make([]byte, 0, 96)
 	next := 0
 	var n int64
-	budget := 0.0
 	var tick *time.Ticker
 	if interval > 0 {
 		tick = time.NewTicker(interval)
 		defer tick.Stop()
 	}
+	begin := time.Now()
 loop:
 	for quota < 0 || n < quota {
-		if tick != nil && budget < 1 {
+		for tick != nil && float64(n) >= share*time.Since(begin).Seconds() {
 			select {
 			case <-ctx.Done():
 				break loop
 			case <-tick.C:
-				budget += perTick
-				continue
 			}
 		}
 		if ctx.Err() != nil {
@@ -287,7 +280,6 @@ loop:
 		payload := append([]byte(nil), buf...) // paho keeps the slice until written
 		tok := c.mq.Publish(topic, o.QoS, false, payload)
 		n++
-		budget--
 		select {
 		case window <- pending{tok: tok, sent: now, sample: o.QoS > 0 && n%int64(o.LatencyEvery) == 0}:
 		case <-ctx.Done():

@@ -19,8 +19,8 @@ type Proc struct {
 	// RSS split: anonymous memory (Go heap, stacks) and file pages (the
 	// bbolt mmap, the binary). File pages are reclaimable by the kernel.
 	RSSAnon, RSSFile int64
-	Threads int
-	FDs     int // open file descriptors
+	Threads          int
+	FDs              int // open file descriptors
 }
 
 // clockTick is USER_HZ, 100 on every Linux architecture Go supports.
