@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/edgeagent/edgeagent/agent/loadgen"
+)
+
+// soakSample is one row of the soak CSV.
+type soakSample struct {
+	At         time.Duration
+	RSS, Anon  int64
+	Goroutines float64
+	FDs        int
+	DBBytes    float64
+	Outbox     float64
+	Processed  float64
+	Alerts     float64
+}
+
+// TestSoak runs the built agent as a child process under 5,000 readings/s
+// over 5,000 sensors (QoS 0, simulated anomalies so alerts fire) and samples
+// it every 10 s into a CSV. Bounds, checked against the first sample taken
+// after a warm-up of a quarter of the run:
+//
+//   - anonymous RSS (Go heap, stacks) grows by at most 25% + 8 MiB;
+//   - goroutines grow by at most 20, open files by at most 10;
+//   - the database file stays within storage.max_bytes (64 MiB here) + 16 MiB;
+//   - no reading is lost: processed + rejected == published.
+//
+// SOAK_DURATION sets the length (default 2m, `make soak` uses 30m) and
+// SOAK_CSV the CSV path (default in the test's temp dir). Skipped with -short.
+// The uplink to a local Mosquitto is not part of it yet (no uplink on main):
+// the outbox column stays 0.
+func TestSoak(t *testing.T) {
+	if testing.Short() {
+		t.Skip("soak: not with -short")
+	}
+	dur := 2 * time.Minute
+	if s := os.Getenv("SOAK_DURATION"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatalf("SOAK_DURATION: %v", err)
+		}
+		dur = d
+	}
+	dir := t.TempDir()
+	csvPath := os.Getenv("SOAK_CSV")
+	if csvPath == "" {
+		csvPath = filepath.Join(dir, "soak.csv")
+	}
+	agent := startChild(t, dir, childConfig(filepath.Join(dir, "data"), "storage: {max_bytes: 64MB}\n"))
+	metricsURL := "http://" + agent.HTTP + "/metrics"
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type runResult struct {
+		res loadgen.Result
+		err error
+	}
+	loadDone := make(chan runResult, 1)
+	go func() {
+		res, err := loadgen.Run(ctx, loadgen.Options{
+			Broker: "tcp://" + agent.MQTT, Clients: 50, Sensors: 5000, Rate: 5000, Duration: dur,
+			AnomalyRate: 1.0 / 2000, LatencyEvery: 1 << 30,
+		})
+		loadDone <- runResult{res, err}
+	}()
+
+	csv, err := os.Create(csvPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer csv.Close()
+	fmt.Fprintln(csv, "seconds,rss_bytes,rss_anon_bytes,goroutines,open_files,db_bytes,outbox_entries,processed,alerts")
+	var samples []soakSample
+	sample := func(at time.Duration) {
+		p, err := loadgen.ReadProc(agent.Pid())
+		if err != nil {
+			t.Errorf("agent process: %v", err)
+			return
+		}
+		m, err := loadgen.Scrape(ctx, metricsURL)
+		if err != nil {
+			t.Errorf("agent metrics: %v", err)
+			return
+		}
+		s := soakSample{At: at, RSS: p.RSS, Anon: p.RSSAnon, FDs: p.FDs,
+			Goroutines: m.Sum("go_goroutines"), DBBytes: m.Sum("edgeagent_storage_file_bytes"),
+			Outbox: m.Sum("edgeagent_storage_outbox_entries"), Processed: m.Sum("edgeagent_readings_processed_total"),
+			Alerts: m.Sum("edgeagent_alerts_total")}
+		samples = append(samples, s)
+		fmt.Fprintf(csv, "%.0f,%d,%d,%.0f,%d,%.0f,%.0f,%.0f,%.0f\n", at.Seconds(), s.RSS, s.Anon, s.Goroutines, s.FDs,
+			s.DBBytes, s.Outbox, s.Processed, s.Alerts)
+	}
+	start := time.Now()
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	var rr runResult
+wait:
+	for {
+		select {
+		case rr = <-loadDone:
+			break wait
+		case <-tick.C:
+			sample(time.Since(start))
+		}
+	}
+	if rr.err != nil {
+		t.Fatal(rr.err)
+	}
+	// Let the agent finish the queue, then take the final sample.
+	var processed, rejected float64
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		m, err := loadgen.Scrape(ctx, metricsURL)
+		if err == nil {
+			processed, rejected = m.Sum("edgeagent_readings_processed_total"), m.Sum("edgeagent_readings_rejected_total")
+			if int64(processed+rejected) >= rr.res.Published {
+				break
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	sample(time.Since(start))
+	agent.Stop(t)
+
+	t.Logf("published %d in %v (%.0f/s), processed %.0f, rejected %.0f; CSV %s", rr.res.Published,
+		rr.res.Elapsed.Round(time.Second), rr.res.Rate(), processed, rejected, csvPath)
+	if int64(processed+rejected) != rr.res.Published || rr.res.Failed != 0 {
+		t.Errorf("lost readings: published %d (failed %d), processed %.0f + rejected %.0f", rr.res.Published, rr.res.Failed, processed, rejected)
+	}
+	if len(samples) < 5 {
+		t.Fatalf("only %d samples", len(samples))
+	}
+	// Growth is judged over the samples taken under load; the last one is
+	// taken after the generator disconnected.
+	during := samples[:len(samples)-1]
+	base := during[len(during)/4]
+	last := samples[len(samples)-1]
+	var peakAnon int64
+	var peakG float64
+	var peakFDs int
+	for _, s := range during[len(during)/4:] {
+		peakAnon, peakG, peakFDs = max(peakAnon, s.Anon), max(peakG, s.Goroutines), max(peakFDs, s.FDs)
+	}
+	t.Logf("after warm-up (%v): anon RSS %.1f MB, goroutines %.0f, files %d, db %.1f MB; peaks under load: anon %.1f MB, goroutines %.0f, files %d; end: RSS %.1f MB, db %.1f MB, alerts %.0f",
+		base.At.Round(time.Second), mb(base.Anon), base.Goroutines, base.FDs, base.DBBytes/(1<<20),
+		mb(peakAnon), peakG, peakFDs, mb(last.RSS), last.DBBytes/(1<<20), last.Alerts)
+	if limit := base.Anon + base.Anon/4 + 8<<20; peakAnon > limit {
+		t.Errorf("anonymous RSS grew from %.1f MB to a peak of %.1f MB (bound %.1f MB)", mb(base.Anon), mb(peakAnon), mb(limit))
+	}
+	if peakG > base.Goroutines+20 {
+		t.Errorf("goroutines grew from %.0f to %.0f under the same load", base.Goroutines, peakG)
+	}
+	if peakFDs > base.FDs+10 {
+		t.Errorf("open files grew from %d to %d under the same load", base.FDs, peakFDs)
+	}
+	if last.DBBytes > 80<<20 {
+		t.Errorf("database file %.1f MB exceeds max_bytes 64 MB + 16 MB", last.DBBytes/(1<<20))
+	}
+	if last.Alerts == 0 {
+		t.Errorf("no alert fired during the soak: the anomalies did not reach the engine")
+	}
+}
