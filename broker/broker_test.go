@@ -334,6 +334,13 @@ func TestBroker_auth(t *testing.T) {
 			}
 		})
 	}
+	// An unknown user is checked against a dummy cost-10 hash (so it takes as
+	// long as a wrong password); under -race the client may give up first, so
+	// the count can land after Connect returned.
+	deadline := time.Now().Add(20 * time.Second)
+	for metric(t, reg, "edgeagent_mqtt_auth_failures_total") < 4 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
 	if v := metric(t, reg, "edgeagent_mqtt_auth_failures_total"); v != 4 {
 		t.Errorf("auth_failures_total = %v; want 4", v)
 	}

@@ -27,7 +27,6 @@ type outboxDelta struct {
 	added   int
 	depth   int
 	bytes   int64
-	oldest  time.Time
 	touched bool
 }
 

@@ -49,7 +49,7 @@ func (db *DB) Results(sensor string, from, to time.Time, limit int, desc bool) (
 			step = c.Prev
 			if hi == nil {
 				k, v = c.Last()
-			} else if k, v = c.Seek(hi); k == nil {
+			} else if k, _ = c.Seek(hi); k == nil {
 				k, v = c.Last()
 			} else {
 				k, v = c.Prev()
@@ -182,7 +182,7 @@ func (db *DB) Alerts(q AlertQuery) ([]agent.Alert, string, error) {
 		var k, v []byte
 		if after == nil {
 			k, v = c.Last()
-		} else if k, v = c.Seek(after); k == nil {
+		} else if k, _ = c.Seek(after); k == nil {
 			k, v = c.Last()
 		} else {
 			k, v = c.Prev()

@@ -170,16 +170,6 @@ func band(center, half float64) agent.Band {
 	return agent.Band{Lo: lo, Hi: hi}
 }
 
-func clamp01(x float64) float64 {
-	if !(x > 0) {
-		return 0
-	}
-	if x > 1 {
-		return 1
-	}
-	return x
-}
-
 func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 
 // appendNum writes x with up to 4 significant decimals, compactly.

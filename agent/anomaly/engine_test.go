@@ -131,7 +131,7 @@ func TestEngine_defaultRuleIncidents(t *testing.T) {
 	f := &feed{t: t, e: e}
 	r := rand.New(rand.NewPCG(1, 2))
 	step := 10 * time.Second
-	now := t0
+	var now time.Time
 	for i := range 2000 {
 		now = t0.Add(time.Duration(i) * step)
 		spike := 21.4 + 0.3*r.NormFloat64()

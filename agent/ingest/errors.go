@@ -130,11 +130,6 @@ func Rejected(err error) []*Error {
 	return nil
 }
 
-// reject builds an *Error; msg and args describe the problem.
-func reject(r Reason, topic, field string, index int, format string, args ...any) *Error {
-	return &Error{Reason: r, Topic: topic, Field: field, Index: index, Err: fmt.Errorf(format, args...)}
-}
-
 // excerpt returns at most 32 bytes of b for an error message.
 func excerpt(b []byte) string {
 	const max = 32

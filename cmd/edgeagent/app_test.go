@@ -17,16 +17,23 @@ import (
 )
 
 // startApp runs a whole agent on ephemeral loopback ports with its data in a
-// temp dir, and stops it when the test ends.
+// temp dir, with yaml appended to that base config.
 func startApp(t *testing.T, yaml string) *App {
 	t.Helper()
 	base := fmt.Sprintf("gateway_id: test-gw\ndata_dir: %s\nmqtt: {listen: \"127.0.0.1:0\"}\nhttp: {listen: \"127.0.0.1:0\"}\n",
 		filepath.Join(t.TempDir(), "data"))
-	cfg, err := config.Parse([]byte(base + yaml))
+	return startAppConfig(t, base+yaml, AppOptions{})
+}
+
+// startAppConfig runs a whole agent on the complete config yaml and stops it
+// when the test ends.
+func startAppConfig(t *testing.T, yaml string, opts AppOptions) *App {
+	t.Helper()
+	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := NewApp(cfg, AppOptions{})
+	app := NewApp(cfg, opts)
 	if err := app.Start(context.Background()); err != nil {
 		app.Close()
 		t.Fatal(err)

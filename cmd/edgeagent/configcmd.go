@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/edgeagent/edgeagent/agent/anomaly"
 	"github.com/edgeagent/edgeagent/agent/config"
+	"github.com/edgeagent/edgeagent/agent/ingest"
 )
 
 func runConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -23,7 +25,7 @@ func runConfig(_ context.Context, args []string, stdout, stderr io.Writer) error
 		fs.Usage()
 		return errors.New("config check: expected one FILE")
 	}
-	cfg, err := config.Load(fs.Arg(0))
+	cfg, err := loadConfig(fs.Arg(0))
 	if err != nil {
 		return err
 	}
@@ -36,4 +38,21 @@ func runConfig(_ context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "# %s is valid; effective configuration:\n%s", fs.Arg(0), b)
 	return nil
+}
+
+// loadConfig loads and validates a config file, including what only the
+// components can check (topic template syntax, detector parameters), so that
+// `config check` and `serve` refuse exactly the same files.
+func loadConfig(path string) (config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return config.Config{}, err
+	}
+	if _, err := ingest.New(ingestOptions(cfg.Ingest)); err != nil {
+		return config.Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if _, err := anomaly.RulesFromConfig(cfg.Rules); err != nil {
+		return config.Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/edgeagent/edgeagent/agent/config"
 	"github.com/edgeagent/edgeagent/agent/ingest"
 	"github.com/edgeagent/edgeagent/agent/sim"
+	"github.com/edgeagent/edgeagent/agent/upstream"
 	"github.com/edgeagent/edgeagent/broker"
 	"github.com/edgeagent/edgeagent/storage"
 )
@@ -35,7 +36,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		return err
 	}
@@ -78,11 +79,13 @@ type App struct {
 	reg  *prometheus.Registry
 
 	store      *storage.DB
+	uplink     *upstream.Uplink // nil without upstream.url
 	pipeline   *agent.Pipeline
 	intake     *agent.Intake
 	broker     *broker.Broker
 	external   *broker.External
 	api        *api.Server
+	hub        *api.Hub // the live stream: a pipeline Observer, served by api
 	http       *http.Server
 	httpLn     net.Listener
 	simStop    context.CancelFunc
@@ -143,6 +146,14 @@ func (a *App) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The uplink drains what a previous run left in the outbox at once.
+	a.uplink, err = newUplink(cfg, a.store, a.log.With("component", "upstream"), a.reg)
+	if err != nil {
+		return err
+	}
+	if a.uplink != nil {
+		a.uplink.Start(context.Background())
+	}
 
 	rules, err := anomaly.RulesFromConfig(cfg.Rules)
 	if err != nil {
@@ -153,6 +164,11 @@ func (a *App) Start(ctx context.Context) error {
 	if _, err := anomaly.New(engineOpts); err != nil {
 		return err
 	}
+	a.hub = api.NewHub(api.HubOptions{
+		Buffer: cfg.HTTP.WSBuffer, DefaultRate: cfg.HTTP.WSRate, MaxRate: cfg.HTTP.WSMaxRate,
+		OriginPatterns: api.OriginHosts(cfg.HTTP.CORSOrigins),
+		Logger:         a.log.With("component", "ws"), Registerer: a.reg,
+	})
 	a.pipeline = agent.NewPipeline(agent.PipelineOptions{
 		Shards:     cfg.Pipeline.Shards,
 		QueueSize:  cfg.Pipeline.QueueSize,
@@ -164,6 +180,7 @@ func (a *App) Start(ctx context.Context) error {
 		Store:            a.store,
 		SnapshotInterval: cfg.Storage.SnapshotInterval,
 		SaveState:        a.store.SaveState,
+		Observers:        []agent.Observer{a.hub},
 		Gateway:          cfg.GatewayID,
 		Logger:           a.log.With("component", "pipeline"),
 		Registerer:       a.reg,
@@ -219,10 +236,74 @@ func (a *App) Start(ctx context.Context) error {
 		}
 	}
 
+	token, tokenSrc, err := api.ResolveToken(cfg.HTTP.TokenFile, cfg.DataDir, cfg.HTTP.Listen)
+	if err != nil {
+		return err
+	}
+	if token != "" && cfg.HTTP.Listen != "" {
+		a.log.Info("http api token required", "token_file", tokenSrc)
+	}
 	a.api = api.New(api.Options{
-		Checks:   a.readyChecks(),
-		Gatherer: a.reg,
-		Logger:   a.log.With("component", "http"),
+		Checks:     a.readyChecks(),
+		Gatherer:   a.reg,
+		Registerer: a.reg,
+		Logger:     a.log.With("component", "http"),
+		Gateway:    cfg.GatewayID,
+		Version:    version,
+		Started:    a.started,
+		Sensors:    a.pipeline,
+		History:    a.store,
+		Rollups: func(sensor string, from, to time.Time, limit int) ([]api.Rollup, error) {
+			rs, err := a.store.Rollups(sensor, from, to, limit)
+			out := make([]api.Rollup, len(rs))
+			for i, r := range rs {
+				out[i] = api.Rollup{Start: r.Start, Count: r.Count, Min: r.Min, Max: r.Max, Mean: r.Mean, Last: r.Last}
+			}
+			return out, err
+		},
+		Alerts: api.AlertsFunc(func(_ context.Context, q api.AlertQuery) ([]agent.Alert, string, error) {
+			return a.store.Alerts(storage.AlertQuery{Sensor: q.Sensor, State: string(q.State), Since: q.Since, Limit: q.Limit, Cursor: q.Cursor})
+		}),
+		Decoder:  dec,
+		Ingester: a.intake,
+		DetectorState: func(st agent.Stage, sensor string) []api.DetectorView {
+			e, ok := st.(*anomaly.Engine)
+			if !ok {
+				return nil
+			}
+			ss, ok := e.Inspect(sensor)
+			if !ok {
+				return nil
+			}
+			out := make([]api.DetectorView, len(ss.Detectors))
+			for i, d := range ss.Detectors {
+				out[i] = api.DetectorView{Name: d.Name, Type: d.Type, Score: d.Score, Baseline: d.Baseline,
+					Reason: d.Reason, State: d.State, AlertID: d.AlertID, Since: d.Since}
+				if d.HasBand {
+					out[i].Band = &[2]float64{d.Band.Lo, d.Band.Hi}
+				}
+			}
+			return out
+		},
+		Status: func(context.Context) api.StatusExtra {
+			st := api.StatusExtra{DBSize: a.store.Size(), Uplink: api.UplinkStatus{State: "disabled"}}
+			if a.broker != nil {
+				st.MQTTClients = a.broker.ClientsConnected()
+			}
+			if cfg.Upstream.URL != "" {
+				depth, bytes, oldest := a.store.OutboxStats()
+				st.Outbox = api.OutboxStatus{Depth: int64(depth), Bytes: bytes, Oldest: oldest}
+				st.Uplink.State = "unknown" // TODO(integrator): the upstream client's state
+			}
+			return st
+		},
+		Token:        token,
+		OpenMetrics:  cfg.HTTP.OpenMetrics,
+		CORSOrigins:  cfg.HTTP.CORSOrigins,
+		MaxBody:      int64(cfg.HTTP.MaxBody),
+		WriteTimeout: cfg.HTTP.WriteTimeout,
+		RawMaxRange:  cfg.HTTP.RawMaxRange,
+		Hub:          a.hub,
 	})
 	if cfg.HTTP.Listen != "" {
 		a.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen)
@@ -280,6 +361,9 @@ func (a *App) readyChecks() map[string]api.Check {
 	if a.external != nil {
 		checks["external_broker"] = a.external.Ready
 	}
+	if a.uplink != nil {
+		checks["upstream"] = a.uplink.Ready
+	}
 	return checks
 }
 
@@ -323,8 +407,14 @@ func (a *App) Close() error {
 	if a.pipeline != nil {
 		errs = append(errs, a.pipeline.Close(ctx))
 	}
+	if a.uplink != nil { // the outbox lives in storage: stop before it closes
+		errs = append(errs, a.uplink.Close(ctx))
+	}
 	if a.store != nil {
 		errs = append(errs, a.store.Close())
+	}
+	if a.api != nil {
+		errs = append(errs, a.api.Close()) // WebSockets: Shutdown does not wait for hijacked conns
 	}
 	if a.http != nil {
 		errs = append(errs, a.http.Shutdown(ctx))

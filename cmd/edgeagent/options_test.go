@@ -1,4 +1,4 @@
-package ingest_test
+package main
 
 import (
 	"reflect"
@@ -8,24 +8,10 @@ import (
 	"github.com/edgeagent/edgeagent/agent/ingest"
 )
 
-// optionsFromConfig is the conversion cmd/edgeagent does: field by field, so
-// the YAML keys stay a contract and the Go types stay free.
-func optionsFromConfig(c config.IngestConfig) ingest.Options {
-	o := ingest.Options{MaxPayload: int(c.MaxPayload), MaxSkew: c.MaxSkew, MaxIDLen: c.MaxIDLen}
-	for _, t := range c.Topics {
-		o.Topics = append(o.Topics, ingest.Topic{
-			Pattern: t.Pattern, Format: t.Format, Value: t.Value, Time: t.Time,
-			TimeFormat: ingest.TimeFormat(t.TimeFormat), Sensor: t.Sensor,
-			Kind: t.Kind, Unit: t.Unit, UnitField: t.UnitField,
-		})
-	}
-	return o
-}
-
-// TestNew_configDefaults checks that the default config builds a Decoder and
+// TestIngestOptions_configDefaults checks that the default config builds a Decoder and
 // that its topics are ingest's DefaultTopics.
-func TestNew_configDefaults(t *testing.T) {
-	opts := optionsFromConfig(config.Default().Ingest)
+func TestIngestOptions_configDefaults(t *testing.T) {
+	opts := ingestOptions(config.Default().Ingest)
 	if _, err := ingest.New(opts); err != nil {
 		t.Fatalf("New(default config) = %v", err)
 	}

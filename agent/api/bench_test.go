@@ -1,0 +1,64 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/edgeagent/edgeagent/agent"
+	"github.com/edgeagent/edgeagent/agent/api"
+)
+
+// BenchmarkHub_Observe measures what the pipeline pays per batch of 64
+// results: with no viewer, and with 10 viewers reading as fast as they can
+// (every result sent to every client: distinct sensors, no downsampling hit).
+func BenchmarkHub_Observe(b *testing.B) {
+	for _, clients := range []int{0, 1, 10} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			hub := api.NewHub(api.HubOptions{Buffer: 1 << 16, MaxRate: 1000})
+			srv := httptest.NewServer(api.New(api.Options{Hub: hub}))
+			defer srv.Close()
+			defer hub.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			for range clients {
+				c, _, err := websocket.Dial(ctx, wsURL(srv, "?rate=1000"), nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.CloseNow()
+				go func() {
+					for {
+						if _, _, err := c.Read(ctx); err != nil {
+							return
+						}
+					}
+				}()
+			}
+			for hub.Clients() != clients {
+				time.Sleep(time.Millisecond)
+			}
+			rs := make([]agent.Result, 64)
+			for i := range rs {
+				rs[i] = agent.Result{Reading: agent.Reading{Sensor: fmt.Sprintf("s-%d", i), Kind: "temperature", Unit: "°C", Value: 21.5, Time: time.Now()},
+					Raw: 21.5, Band: agent.Band{Lo: 20, Hi: 23}}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for j := range rs {
+					rs[j].Sensor = fmt.Sprintf("s-%d-%d", i, j) // distinct: never downsampled away
+				}
+				hub.Observe(rs, nil)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(rs)), "ns/result")
+			if hub.Clients() != clients {
+				b.Fatalf("%d of %d clients left: dropped as too slow", hub.Clients(), clients)
+			}
+		})
+	}
+}
