@@ -29,6 +29,10 @@ type benchReport struct {
 	Rejected  int64
 	Dropped   int64
 	Lost      int64 // published - processed - rejected (never negative)
+	// E2E are publish -> processed -> streamed latencies from the live
+	// stream (/ws), sorted; StreamNote says why there are none.
+	E2E        []time.Duration
+	StreamNote string
 
 	// The agent process (from /proc when local, else from its process_* metrics).
 	CPU          time.Duration
@@ -66,6 +70,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	bare := fs.Bool("bare", false, "measure only a bare embedded broker in this process (no pipeline, a counting hook)")
 	compare := fs.Bool("compare-bare", false, "run the same load against a bare embedded broker first and print agent/bare")
 	settle := fs.Duration("settle", 15*time.Second, "longest wait for the agent to finish processing after publishing stops")
+	wsURL := fs.String("ws", "", "the agent's live stream for end-to-end latency (default: /ws next to --metrics; \"off\": none)")
+	wsSensors := fs.String("ws-sensors", "sim-*-0??", "glob of the sensors whose readings the stream carries (default: 1 in 10 of 1000)")
+	token := fs.String("token", "", "API token for /ws (not needed on a loopback listener without http.token_file)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -87,7 +94,22 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return nil
 		}
 	}
-	r, err := benchAgent(ctx, o, *metricsURL, *pid, *settle)
+	stream := *wsURL
+	if stream == "" && *metricsURL != "" {
+		if u, err := url.Parse(*metricsURL); err == nil {
+			u.Scheme = map[string]string{"https": "wss"}[u.Scheme]
+			if u.Scheme == "" {
+				u.Scheme = "ws"
+			}
+			u.Path = "/ws"
+			u.RawQuery = url.Values{"sensor": {*wsSensors}, "rate": {"50"}}.Encode()
+			stream = u.String()
+		}
+	}
+	if stream == "off" {
+		stream = ""
+	}
+	r, err := benchAgent(ctx, o, *metricsURL, *pid, *settle, stream, *token)
 	if err != nil {
 		return err
 	}
@@ -137,7 +159,7 @@ func benchBare(ctx context.Context, o loadgen.Options) (benchReport, error) {
 
 // benchAgent runs the load against a running agent and reads its counters
 // and (when local) its process.
-func benchAgent(ctx context.Context, o loadgen.Options, metricsURL string, pid int, settle time.Duration) (benchReport, error) {
+func benchAgent(ctx context.Context, o loadgen.Options, metricsURL string, pid int, settle time.Duration, wsURL, token string) (benchReport, error) {
 	rep := benchReport{Mode: "agent", QoS: o.QoS, Clients: o.Clients, Sensors: o.Sensors, Rate: o.Rate}
 	if metricsURL == "" {
 		res, err := loadgen.Run(ctx, o)
@@ -168,10 +190,22 @@ func benchAgent(ctx context.Context, o loadgen.Options, metricsURL string, pid i
 		return int64(s.Sum("edgeagent_readings_processed_total") + s.Sum("edgeagent_readings_rejected_total") -
 			before.Sum("edgeagent_readings_processed_total") - before.Sum("edgeagent_readings_rejected_total"))
 	}
+	var stream *loadgen.Stream
+	if wsURL != "" {
+		if stream, err = loadgen.OpenStream(ctx, wsURL, token); err != nil {
+			rep.StreamNote = err.Error()
+		}
+	}
 	cpu0 := selfCPU()
 	start := time.Now()
+	if stream != nil {
+		stream.Reset(start.Truncate(time.Millisecond))
+	}
 	res, err := loadgen.Run(ctx, o)
 	if err != nil {
+		if stream != nil {
+			stream.Close()
+		}
 		return rep, err
 	}
 	rep.Gen = res
@@ -183,6 +217,14 @@ func benchAgent(ctx context.Context, o loadgen.Options, metricsURL string, pid i
 		}
 		return done(s), nil
 	}, res.Published)
+	if stream != nil {
+		time.Sleep(100 * time.Millisecond) // the last coalesced frames
+		var serr error
+		rep.E2E, serr = stream.Close()
+		if serr != nil {
+			rep.StreamNote = "stream ended early: " + serr.Error()
+		}
+	}
 	after, err := loadgen.Scrape(ctx, metricsURL)
 	if err != nil {
 		return rep, fmt.Errorf("bench: %w", err)
@@ -252,6 +294,14 @@ func printReport(w io.Writer, r benchReport) {
 			loadgen.Quantile(r.Gen.Latency, 0.5).Round(time.Microsecond), loadgen.Quantile(r.Gen.Latency, 0.99).Round(time.Microsecond),
 			r.Gen.Latency[len(r.Gen.Latency)-1].Round(time.Microsecond), len(r.Gen.Latency), what)
 	}
+	if len(r.E2E) > 0 {
+		fmt.Fprintf(w, "  e2e latency p50 %v  p99 %v  max %v  (%d readings of the sampled sensors via /ws: publish -> processed -> streamed, 1 ms resolution)\n",
+			loadgen.Quantile(r.E2E, 0.5).Round(100*time.Microsecond), loadgen.Quantile(r.E2E, 0.99).Round(100*time.Microsecond),
+			r.E2E[len(r.E2E)-1].Round(100*time.Microsecond), len(r.E2E))
+	}
+	if r.StreamNote != "" {
+		fmt.Fprintf(w, "  e2e latency not measured: %s\n", r.StreamNote)
+	}
 	if r.Mode == "agent" && r.Processed > 0 {
 		fmt.Fprintf(w, "  agent CPU   %.2fs = %.0f%% of one core over %.1fs; %.2f µs CPU per reading\n",
 			r.CPU.Seconds(), 100*r.CPU.Seconds()/r.ProcTime.Seconds(), r.ProcTime.Seconds(),
@@ -265,10 +315,11 @@ func printReport(w io.Writer, r benchReport) {
 		fmt.Fprintf(w, "  storage     %.0f bytes written per reading\n", r.BytesWritten/float64(r.Processed))
 	}
 	fmt.Fprintf(w, "  generator CPU %.2fs (this process%s)\n", r.GenCPU.Seconds(), map[bool]string{true: ", broker included", false: ""}[r.Mode == "bare"])
-	fmt.Fprintf(w, "RESULT mode=%s qos=%d clients=%d sensors=%d rate=%s offered=%.0f processed=%.0f published=%d processed_n=%d rejected=%d dropped=%d lost=%d p50_us=%d p99_us=%d cpu_us_per_reading=%.2f peak_rss_mb=%.1f bytes_per_reading=%.0f\n",
+	fmt.Fprintf(w, "RESULT mode=%s qos=%d clients=%d sensors=%d rate=%s offered=%.0f processed=%.0f published=%d processed_n=%d rejected=%d dropped=%d lost=%d p50_us=%d p99_us=%d cpu_us_per_reading=%.2f peak_rss_mb=%.1f bytes_per_reading=%.0f e2e_p50_us=%d e2e_p99_us=%d\n",
 		r.Mode, r.QoS, r.Clients, r.Sensors, rate, r.Gen.Rate(), r.processedRate(), r.Gen.Published, r.Processed, r.Rejected, r.Dropped, r.Lost,
 		loadgen.Quantile(r.Gen.Latency, 0.5).Microseconds(), loadgen.Quantile(r.Gen.Latency, 0.99).Microseconds(),
-		perReading(r.CPU, r.Processed), mb(r.PeakRSS), r.BytesWritten/float64(max(r.Processed, 1)))
+		perReading(r.CPU, r.Processed), mb(r.PeakRSS), r.BytesWritten/float64(max(r.Processed, 1)),
+		loadgen.Quantile(r.E2E, 0.5).Microseconds(), loadgen.Quantile(r.E2E, 0.99).Microseconds())
 }
 
 func perReading(cpu time.Duration, n int64) float64 {
