@@ -1,16 +1,23 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
 	"strconv"
-	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/edgeagent/edgeagent/agent/loadgen"
 	"github.com/edgeagent/edgeagent/broker"
@@ -67,8 +74,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	qos := fs.Uint("qos", 0, "QoS of the publishes (0 or 1)")
 	metricsURL := fs.String("metrics", "http://127.0.0.1:8080/metrics", "the agent's /metrics URL (\"\": don't read counters)")
 	pid := fs.Int("pid", 0, "the agent's pid for CPU and peak RSS (0: find the process listening on the metrics port; -1: none)")
-	bare := fs.Bool("bare", false, "measure only a bare embedded broker in this process (no pipeline, a counting hook)")
+	bare := fs.Bool("bare", false, "measure only a bare embedded broker (no pipeline, a counting hook) run as a child process")
 	compare := fs.Bool("compare-bare", false, "run the same load against a bare embedded broker first and print agent/bare")
+	bareServe := fs.Bool("bare-serve", false, "internal: be the bare broker (prints its addresses, serves /metrics, runs until stopped)")
+	bareBin := fs.String("bare-bin", "", "internal: the edgeagent binary that serves the bare broker (default: this one)")
 	settle := fs.Duration("settle", 15*time.Second, "longest wait for the agent to finish processing after publishing stops")
 	wsURL := fs.String("ws", "", "the agent's live stream for end-to-end latency (default: /ws next to --metrics; \"off\": none)")
 	wsSensors := fs.String("ws-sensors", "sim-*-0??", "glob of the sensors whose readings the stream carries (default: 1 in 10 of 1000)")
@@ -82,9 +91,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	o.QoS = byte(*qos)
 	o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
+	if *bareServe {
+		return serveBare(ctx, o.Clients, stdout)
+	}
 	var bareRep *benchReport
 	if *bare || *compare {
-		r, err := benchBare(ctx, o)
+		r, err := benchBare(ctx, o, *bareBin, *settle)
 		if err != nil {
 			return err
 		}
@@ -121,40 +133,68 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// benchBare runs the load against the embedded mochi broker in this process
-// with a Handler that only counts: the broker's cost without the pipeline.
-func benchBare(ctx context.Context, o loadgen.Options) (benchReport, error) {
-	var n atomic.Int64
-	var last atomic.Int64
+// benchBare starts `edgeagent bench --bare-serve` (the embedded mochi broker
+// with a Handler that only counts, and /metrics) as a child process and runs
+// the same load and meter against it as against the agent: same topology
+// (generator and broker in separate processes), without the pipeline.
+func benchBare(ctx context.Context, o loadgen.Options, bin string, settle time.Duration) (benchReport, error) {
+	if bin == "" {
+		var err error
+		if bin, err = os.Executable(); err != nil {
+			return benchReport{}, fmt.Errorf("bench: bare broker: %w", err)
+		}
+	}
+	cmd := exec.Command(bin, "bench", "--bare-serve", "--clients", strconv.Itoa(o.Clients))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return benchReport{}, err
+	}
+	if err := cmd.Start(); err != nil {
+		return benchReport{}, fmt.Errorf("bench: bare broker: %w", err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	var mqttAddr, httpAddr string
+	if _, serr := fmt.Sscanf(line, "bare broker mqtt=%s http=%s", &mqttAddr, &httpAddr); err != nil || serr != nil {
+		return benchReport{}, fmt.Errorf("bench: bare broker did not start: %q %v %v", line, err, serr)
+	}
+	o.Broker = "tcp://" + mqttAddr
+	o.ClientID = "edgeagent-bench-bare"
+	rep, err := benchAgent(ctx, o, "http://"+httpAddr+"/metrics", cmd.Process.Pid, settle, "", "")
+	rep.Mode = "bare"
+	return rep, err
+}
+
+// serveBare is the bare broker process: mochi with a counting Handler, and
+// /metrics with that count and the process collector.
+func serveBare(ctx context.Context, clients int, stdout io.Writer) error {
+	reg := prometheus.NewRegistry()
+	count := prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeagent_readings_processed_total", Help: "Publishes counted by the bare broker's hook."})
+	reg.MustRegister(count, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	b, err := broker.New(broker.Options{
-		Listen: "127.0.0.1:0", AllowAnonymous: true, MaxClients: o.Clients + 16,
-		Handler: func(context.Context, broker.Message) error {
-			n.Add(1)
-			last.Store(time.Now().UnixNano())
-			return nil
-		},
+		Listen: "127.0.0.1:0", AllowAnonymous: true, MaxClients: clients + 16,
+		Handler: func(context.Context, broker.Message) error { count.Inc(); return nil },
 	})
 	if err != nil {
-		return benchReport{}, err
+		return err
 	}
 	if err := b.Start(ctx); err != nil {
-		return benchReport{}, err
+		return err
 	}
 	defer b.Close()
-	o.Broker = "tcp://" + b.Addr("tcp").String()
-	o.ClientID = "edgeagent-bench-bare"
-	cpu0 := selfCPU()
-	start := time.Now()
-	res, err := loadgen.Run(ctx, o)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return benchReport{}, err
+		return err
 	}
-	// QoS 0: the broker may still be reading what the clients wrote.
-	waitSettled(ctx, 5*time.Second, func() (int64, error) { return n.Load(), nil }, res.Published)
-	rep := benchReport{Mode: "bare", QoS: o.QoS, Clients: o.Clients, Sensors: o.Sensors, Rate: o.Rate, Gen: res,
-		Processed: n.Load(), ProcTime: time.Unix(0, last.Load()).Sub(start), GenCPU: selfCPU() - cpu0}
-	rep.Lost = max(res.Published-rep.Processed, 0)
-	return rep, nil
+	srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	fmt.Fprintf(stdout, "bare broker mqtt=%s http=%s\n", b.Addr("tcp"), ln.Addr())
+	<-ctx.Done()
+	return nil
 }
 
 // benchAgent runs the load against a running agent and reads its counters
@@ -302,19 +342,21 @@ func printReport(w io.Writer, r benchReport) {
 	if r.StreamNote != "" {
 		fmt.Fprintf(w, "  e2e latency not measured: %s\n", r.StreamNote)
 	}
-	if r.Mode == "agent" && r.Processed > 0 {
-		fmt.Fprintf(w, "  agent CPU   %.2fs = %.0f%% of one core over %.1fs; %.2f µs CPU per reading\n",
-			r.CPU.Seconds(), 100*r.CPU.Seconds()/r.ProcTime.Seconds(), r.ProcTime.Seconds(),
+	if r.Processed > 0 {
+		fmt.Fprintf(w, "  %s CPU   %.2fs = %.0f%% of one core over %.1fs; %.2f µs CPU per reading\n",
+			r.Mode, r.CPU.Seconds(), 100*r.CPU.Seconds()/r.ProcTime.Seconds(), r.ProcTime.Seconds(),
 			float64(r.CPU.Microseconds())/float64(r.Processed))
 		if r.PeakRSS > 0 {
-			fmt.Fprintf(w, "  agent RSS   peak %.1f MB (VmHWM since start), now %.1f MB (%.1f MB anonymous, %.1f MB file pages: binary and bbolt mmap)\n",
-				mb(r.PeakRSS), mb(r.RSS), mb(r.RSSAnon), mb(r.RSS-r.RSSAnon))
+			fmt.Fprintf(w, "  %s RSS   peak %.1f MB (VmHWM since start), now %.1f MB (%.1f MB anonymous, %.1f MB file pages: binary and bbolt mmap)\n",
+				r.Mode, mb(r.PeakRSS), mb(r.RSS), mb(r.RSSAnon), mb(r.RSS-r.RSSAnon))
 		} else {
-			fmt.Fprintf(w, "  agent RSS   now %.1f MB (peak unknown: pass --pid on the agent's host)\n", mb(r.RSS))
+			fmt.Fprintf(w, "  %s RSS   now %.1f MB (peak unknown: pass --pid on the agent's host)\n", r.Mode, mb(r.RSS))
 		}
-		fmt.Fprintf(w, "  storage     %.0f bytes written per reading\n", r.BytesWritten/float64(r.Processed))
+		if r.Mode == "agent" {
+			fmt.Fprintf(w, "  storage     %.0f bytes written per reading\n", r.BytesWritten/float64(r.Processed))
+		}
 	}
-	fmt.Fprintf(w, "  generator CPU %.2fs (this process%s)\n", r.GenCPU.Seconds(), map[bool]string{true: ", broker included", false: ""}[r.Mode == "bare"])
+	fmt.Fprintf(w, "  generator CPU %.2fs (this process)\n", r.GenCPU.Seconds())
 	fmt.Fprintf(w, "RESULT mode=%s qos=%d clients=%d sensors=%d rate=%s offered=%.0f processed=%.0f published=%d processed_n=%d rejected=%d dropped=%d lost=%d p50_us=%d p99_us=%d cpu_us_per_reading=%.2f peak_rss_mb=%.1f bytes_per_reading=%.0f e2e_p50_us=%d e2e_p99_us=%d\n",
 		r.Mode, r.QoS, r.Clients, r.Sensors, rate, r.Gen.Rate(), r.processedRate(), r.Gen.Published, r.Processed, r.Rejected, r.Dropped, r.Lost,
 		loadgen.Quantile(r.Gen.Latency, 0.5).Microseconds(), loadgen.Quantile(r.Gen.Latency, 0.99).Microseconds(),

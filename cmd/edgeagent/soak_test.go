@@ -21,6 +21,7 @@ type soakSample struct {
 	Outbox     float64
 	Processed  float64
 	Alerts     float64
+	Dropped    float64
 }
 
 // TestSoak runs the built agent as a child process under 5,000 readings/s
@@ -30,8 +31,9 @@ type soakSample struct {
 //
 //   - anonymous RSS (Go heap, stacks) grows by at most 25% + 8 MiB;
 //   - goroutines grow by at most 20, open files by at most 10;
-//   - the database file stays within storage.max_bytes (64 MiB here) + 16 MiB;
-//   - no reading is lost: processed + rejected == published.
+//   - the database file stays within storage.max_bytes (128 MiB here) + 32 MiB;
+//   - no reading is lost: processed + rejected == published, and storage
+//     dropped none (edgeagent_storage_dropped_total stays 0).
 //
 // SOAK_DURATION sets the length (default 2m, `make soak` uses 30m) and
 // SOAK_CSV the CSV path (default in the test's temp dir). Skipped with -short.
@@ -54,7 +56,7 @@ func TestSoak(t *testing.T) {
 	if csvPath == "" {
 		csvPath = filepath.Join(dir, "soak.csv")
 	}
-	agent := startChild(t, dir, childConfig(filepath.Join(dir, "data"), "storage: {max_bytes: 64MB}\n"))
+	agent := startChild(t, dir, childConfig(filepath.Join(dir, "data"), "storage: {max_bytes: 128MB}\n"))
 	metricsURL := "http://" + agent.HTTP + "/metrics"
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -77,7 +79,7 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer csv.Close()
-	fmt.Fprintln(csv, "seconds,rss_bytes,rss_anon_bytes,goroutines,open_files,db_bytes,outbox_entries,processed,alerts")
+	fmt.Fprintln(csv, "seconds,rss_bytes,rss_anon_bytes,goroutines,open_files,db_bytes,outbox_entries,processed,alerts,storage_dropped")
 	var samples []soakSample
 	sample := func(at time.Duration) {
 		p, err := loadgen.ReadProc(agent.Pid())
@@ -93,10 +95,10 @@ func TestSoak(t *testing.T) {
 		s := soakSample{At: at, RSS: p.RSS, Anon: p.RSSAnon, FDs: p.FDs,
 			Goroutines: m.Sum("go_goroutines"), DBBytes: m.Sum("edgeagent_storage_file_bytes"),
 			Outbox: m.Sum("edgeagent_storage_outbox_entries"), Processed: m.Sum("edgeagent_readings_processed_total"),
-			Alerts: m.Sum("edgeagent_alerts_total")}
+			Alerts: m.Sum("edgeagent_alerts_total"), Dropped: m.Sum("edgeagent_storage_dropped_total")}
 		samples = append(samples, s)
-		fmt.Fprintf(csv, "%.0f,%d,%d,%.0f,%d,%.0f,%.0f,%.0f,%.0f\n", at.Seconds(), s.RSS, s.Anon, s.Goroutines, s.FDs,
-			s.DBBytes, s.Outbox, s.Processed, s.Alerts)
+		fmt.Fprintf(csv, "%.0f,%d,%d,%.0f,%d,%.0f,%.0f,%.0f,%.0f,%.0f\n", at.Seconds(), s.RSS, s.Anon, s.Goroutines, s.FDs,
+			s.DBBytes, s.Outbox, s.Processed, s.Alerts, s.Dropped)
 	}
 	start := time.Now()
 	tick := time.NewTicker(10 * time.Second)
@@ -161,8 +163,11 @@ wait:
 	if peakFDs > base.FDs+10 {
 		t.Errorf("open files grew from %d to %d under the same load", base.FDs, peakFDs)
 	}
-	if last.DBBytes > 80<<20 {
-		t.Errorf("database file %.1f MB exceeds max_bytes 64 MB + 16 MB", last.DBBytes/(1<<20))
+	if last.DBBytes > 160<<20 {
+		t.Errorf("database file %.1f MB exceeds max_bytes 128 MB + 32 MB", last.DBBytes/(1<<20))
+	}
+	if last.Dropped != 0 {
+		t.Errorf("storage dropped %.0f readings or alerts (edgeagent_storage_dropped_total)", last.Dropped)
 	}
 	if last.Alerts == 0 {
 		t.Errorf("no alert fired during the soak: the anomalies did not reach the engine")
