@@ -26,14 +26,15 @@ type soakSample struct {
 
 // TestSoak runs the built agent as a child process under 5,000 readings/s
 // over 5,000 sensors (QoS 0, simulated anomalies so alerts fire) and samples
-// it every 10 s into a CSV. Bounds, checked against the first sample taken
-// after a warm-up of a quarter of the run:
+// it every 10 s into a CSV.
 //
-//   - anonymous RSS (Go heap, stacks) grows by at most 25% + 8 MiB;
-//   - goroutines grow by at most 20, open files by at most 10;
-//   - the database file stays within storage.max_bytes (128 MiB here) + 32 MiB;
-//   - no reading is lost: processed + rejected == published, and storage
-//     dropped none (edgeagent_storage_dropped_total stays 0).
+// The bounds: anonymous RSS (Go heap, stacks) peaks below 128 MiB;
+// goroutines grow by at most 20 and open files by at most 10 from the start
+// of the middle third; on runs of 10 min or more (the database has reached
+// its byte budget), the anonymous RSS peak of the last third is at most 10%
+// + 8 MiB above that of the middle third; the database file stays within
+// storage.max_bytes (128 MiB here) + 32 MiB; no reading is lost (processed +
+// rejected == published) and storage drops none.
 //
 // SOAK_DURATION sets the length (default 2m, `make soak` uses 30m) and
 // SOAK_CSV the CSV path (default in the test's temp dir). Skipped with -short.
@@ -143,25 +144,31 @@ wait:
 	// Growth is judged over the samples taken under load; the last one is
 	// taken after the generator disconnected.
 	during := samples[:len(samples)-1]
-	base := during[len(during)/4]
+	third := len(during) / 3
+	peak := func(ss []soakSample) (anon int64, g float64, fds int) {
+		for _, s := range ss {
+			anon, g, fds = max(anon, s.Anon), max(g, s.Goroutines), max(fds, s.FDs)
+		}
+		return
+	}
+	base := during[third]
+	midAnon, midG, midFDs := peak(during[third : 2*third])
+	endAnon, endG, endFDs := peak(during[2*third:])
 	last := samples[len(samples)-1]
-	var peakAnon int64
-	var peakG float64
-	var peakFDs int
-	for _, s := range during[len(during)/4:] {
-		peakAnon, peakG, peakFDs = max(peakAnon, s.Anon), max(peakG, s.Goroutines), max(peakFDs, s.FDs)
+	t.Logf("peaks, middle third: anon RSS %.1f MB, goroutines %.0f, files %d; last third: anon %.1f MB, goroutines %.0f, files %d; end: RSS %.1f MB, db %.1f MB, alerts %.0f",
+		mb(midAnon), midG, midFDs, mb(endAnon), endG, endFDs, mb(last.RSS), last.DBBytes/(1<<20), last.Alerts)
+	if endAnon > 128<<20 {
+		t.Errorf("anonymous RSS peaked at %.1f MB; bound 128 MB", mb(endAnon))
 	}
-	t.Logf("after warm-up (%v): anon RSS %.1f MB, goroutines %.0f, files %d, db %.1f MB; peaks under load: anon %.1f MB, goroutines %.0f, files %d; end: RSS %.1f MB, db %.1f MB, alerts %.0f",
-		base.At.Round(time.Second), mb(base.Anon), base.Goroutines, base.FDs, base.DBBytes/(1<<20),
-		mb(peakAnon), peakG, peakFDs, mb(last.RSS), last.DBBytes/(1<<20), last.Alerts)
-	if limit := base.Anon + base.Anon/4 + 8<<20; peakAnon > limit {
-		t.Errorf("anonymous RSS grew from %.1f MB to a peak of %.1f MB (bound %.1f MB)", mb(base.Anon), mb(peakAnon), mb(limit))
+	if endG > base.Goroutines+20 || endFDs > base.FDs+10 {
+		t.Errorf("goroutines %.0f -> %.0f, open files %d -> %d under the same load", base.Goroutines, endG, base.FDs, endFDs)
 	}
-	if peakG > base.Goroutines+20 {
-		t.Errorf("goroutines grew from %.0f to %.0f under the same load", base.Goroutines, peakG)
-	}
-	if peakFDs > base.FDs+10 {
-		t.Errorf("open files grew from %d to %d under the same load", base.FDs, peakFDs)
+	// Until the database reaches its byte budget (~7 min here) bbolt's
+	// memory grows with the file, so flatness is judged only on long runs.
+	if dur >= 10*time.Minute {
+		if limit := midAnon + midAnon/10 + 8<<20; endAnon > limit {
+			t.Errorf("anonymous RSS still growing: peak %.1f MB in the middle third, %.1f MB in the last (bound %.1f MB)", mb(midAnon), mb(endAnon), mb(limit))
+		}
 	}
 	if last.DBBytes > 160<<20 {
 		t.Errorf("database file %.1f MB exceeds max_bytes 128 MB + 32 MB", last.DBBytes/(1<<20))
