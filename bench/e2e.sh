@@ -57,11 +57,13 @@ echo "# edgeagent end-to-end benchmark, $(date -u +%FT%TZ), $(nproc) cores, $(un
 echo "# $("$BIN" version); database in ${DATA:-/tmp (disk)}; each run ${DUR}; agent restarted per scenario"
 
 echo
-echo "## 1. idle with 1000 known sensors (2 readings each, then 5 s idle)"
+echo "## 1. idle with 1000 known sensors (2 readings each, then idle; Go returns freed heap within ~30 s)"
 start_agent idle
-bench --sensors 1000 --count 2000 --clients 4 >/dev/null
+bench --sensors 1000 --count 2000 --clients 4 --ws off >/dev/null
 sleep 5
-echo "  agent idle: $(status 'VmRSS|RssAnon|RssFile|VmHWM')"
+echo "  agent idle  5 s: $(status 'VmRSS|RssAnon|RssFile|VmHWM')"
+sleep 25
+echo "  agent idle 30 s: $(status 'VmRSS|RssAnon|RssFile')"
 stop_agent
 
 echo

@@ -3,8 +3,10 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"sync"
@@ -131,4 +133,68 @@ func (c *child) Kill() {
 
 func childConfig(dataDir, extra string) string {
 	return fmt.Sprintf("gateway_id: fault-gw\ndata_dir: %s\nlog: {level: info}\nmqtt: {listen: \"127.0.0.1:0\", max_clients: 4096}\nhttp: {listen: \"127.0.0.1:0\"}\n%s", dataDir, extra)
+}
+
+// mosquittoProc is a local Mosquitto the uplink publishes to; Stop and Start
+// flap it on the same port.
+type mosquittoProc struct {
+	t    *testing.T
+	conf string
+	Port int
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func startMosquittoProc(t *testing.T, dir string) *mosquittoProc {
+	t.Helper()
+	const bin = "/usr/sbin/mosquitto"
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("mosquitto not installed (make deps): %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	u, _ := user.Current()
+	m := &mosquittoProc{t: t, conf: filepath.Join(dir, "mosquitto.conf"), Port: port}
+	conf := fmt.Sprintf("user %s\nallow_anonymous true\npersistence false\nlog_dest none\nlistener %d 127.0.0.1\n", u.Username, port)
+	if err := os.WriteFile(m.conf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m.Start()
+	t.Cleanup(m.Stop)
+	return m
+}
+
+func (m *mosquittoProc) Start() {
+	m.cmd = exec.Command("/usr/sbin/mosquitto", "-c", m.conf)
+	if err := m.cmd.Start(); err != nil {
+		m.t.Error(err)
+		return
+	}
+	m.done = make(chan struct{})
+	go func(c *exec.Cmd, done chan struct{}) { c.Wait(); close(done) }(m.cmd, m.done)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", m.Port)); err == nil {
+			c.Close()
+			return
+		}
+	}
+	m.t.Errorf("mosquitto not listening on %d", m.Port)
+}
+
+func (m *mosquittoProc) Stop() {
+	if m.cmd == nil {
+		return
+	}
+	m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-m.done:
+	case <-time.After(10 * time.Second):
+		m.cmd.Process.Kill()
+		<-m.done
+	}
+	m.cmd = nil
 }

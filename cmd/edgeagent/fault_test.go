@@ -281,3 +281,74 @@ func TestFault_sigkillDuringLoadThenRestart(t *testing.T) {
 		t.Errorf("%d readings stored; the agent had processed %.0f a second before the kill", q1+q0, processedBefore)
 	}
 }
+
+// Figure held: with the uplink's broker down for the whole run (nothing
+// listens on upstream.url), every alert transition the engine emits is kept
+// in the outbox (depth == edgeagent_alerts_total), readings keep flowing
+// (0 lost), the outbox survives a restart, and once a broker listens there
+// the outbox drains to 0 with every entry published.
+func TestFault_uplinkDownForTheWholeRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test")
+	}
+	dir := t.TempDir()
+	mosq := startMosquittoProc(t, dir)
+	mosq.Stop() // the port is known, nothing listens on it
+	cfgText := childConfig(filepath.Join(dir, "data"),
+		fmt.Sprintf("upstream: {url: \"tcp://127.0.0.1:%d\", backoff_min: 100ms, backoff_max: 1s}\n", mosq.Port))
+	agent := startChild(t, dir, cfgText)
+	metricsURL := "http://" + agent.HTTP + "/metrics"
+	res, err := loadgen.Run(context.Background(), loadgen.Options{Broker: "tcp://" + agent.MQTT, Clients: 8, Sensors: 200,
+		Rate: 4000, Duration: 8 * time.Second, AnomalyRate: 1.0 / 300, LatencyEvery: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m loadgen.Samples
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if m, err = loadgen.Scrape(context.Background(), metricsURL); err == nil &&
+			int64(m.Sum("edgeagent_readings_processed_total")+m.Sum("edgeagent_readings_rejected_total")) >= res.Published {
+			break
+		}
+	}
+	// Alerts are committed with the next batch (commit_interval): poll until
+	// the outbox has caught up with the alert counter.
+	var alerts, depth float64
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if m, err = loadgen.Scrape(context.Background(), metricsURL); err != nil {
+			t.Fatal(err)
+		}
+		alerts, depth = m.Sum("edgeagent_alerts_total"), m.Sum("edgeagent_outbox_depth")
+		if depth == alerts {
+			break
+		}
+	}
+	t.Logf("uplink down: %d readings published, %.0f processed, %.0f alert transitions, outbox depth %.0f (%.0f bytes), connected %v",
+		res.Published, m.Sum("edgeagent_readings_processed_total"), alerts, depth, m.Sum("edgeagent_outbox_bytes"), m.Sum("edgeagent_upstream_connected"))
+	if lost := res.Published - int64(m.Sum("edgeagent_readings_processed_total")+m.Sum("edgeagent_readings_rejected_total")); lost != 0 {
+		t.Errorf("%d readings lost while the uplink was down", lost)
+	}
+	if alerts == 0 {
+		t.Fatal("no alert fired: the test proves nothing")
+	}
+	if depth != alerts {
+		t.Errorf("outbox depth %.0f; want every alert transition kept (%.0f)", depth, alerts)
+	}
+	agent.Stop(t)
+
+	// Restart with the broker up: what was kept is delivered.
+	mosq.Start()
+	again := startChild(t, dir, cfgText)
+	var left, published float64
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if m, err := loadgen.Scrape(context.Background(), "http://"+again.HTTP+"/metrics"); err == nil {
+			left, published = m.Sum("edgeagent_outbox_depth"), m.Sum("edgeagent_upstream_published_total")
+			if left == 0 && published >= depth {
+				break
+			}
+		}
+	}
+	again.Stop(t)
+	if left != 0 || published < depth {
+		t.Errorf("after the uplink came back: %.0f entries left, %.0f published; want 0 left and at least %.0f published", left, published, depth)
+	}
+}

@@ -38,8 +38,9 @@ type soakSample struct {
 //
 // SOAK_DURATION sets the length (default 2m, `make soak` uses 30m) and
 // SOAK_CSV the CSV path (default in the test's temp dir). Skipped with -short.
-// The uplink to a local Mosquitto is not part of it yet (no uplink on main):
-// the outbox column stays 0.
+// The uplink forwards alerts to a local Mosquitto that is stopped for a
+// sixth of every quarter of the run; after the run the outbox must drain to
+// empty within 30 s.
 func TestSoak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("soak: not with -short")
@@ -57,7 +58,32 @@ func TestSoak(t *testing.T) {
 	if csvPath == "" {
 		csvPath = filepath.Join(dir, "soak.csv")
 	}
-	agent := startChild(t, dir, childConfig(filepath.Join(dir, "data"), "storage: {max_bytes: 128MB}\n"))
+	mosq := startMosquittoProc(t, dir)
+	agent := startChild(t, dir, childConfig(filepath.Join(dir, "data"),
+		fmt.Sprintf("storage: {max_bytes: 128MB}\nupstream: {url: \"tcp://127.0.0.1:%d\", backoff_max: 5s}\n", mosq.Port)))
+	// Flap the uplink: down for a sixth of each period, 4 periods per run
+	// (30 s every 3 min in the 30 min soak; 5 s every 30 s in 2 min).
+	flapEvery := dur / 4
+	flapStop := make(chan struct{})
+	flapDone := make(chan struct{})
+	go func() {
+		defer close(flapDone)
+		for {
+			select {
+			case <-flapStop:
+				return
+			case <-time.After(flapEvery - flapEvery/6):
+			}
+			mosq.Stop()
+			select {
+			case <-flapStop:
+				mosq.Start()
+				return
+			case <-time.After(flapEvery / 6):
+			}
+			mosq.Start()
+		}
+	}()
 	metricsURL := "http://" + agent.HTTP + "/metrics"
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -95,7 +121,7 @@ func TestSoak(t *testing.T) {
 		}
 		s := soakSample{At: at, RSS: p.RSS, Anon: p.RSSAnon, FDs: p.FDs,
 			Goroutines: m.Sum("go_goroutines"), DBBytes: m.Sum("edgeagent_storage_file_bytes"),
-			Outbox: m.Sum("edgeagent_storage_outbox_entries"), Processed: m.Sum("edgeagent_readings_processed_total"),
+			Outbox: m.Sum("edgeagent_outbox_depth"), Processed: m.Sum("edgeagent_readings_processed_total"),
 			Alerts: m.Sum("edgeagent_alerts_total"), Dropped: m.Sum("edgeagent_storage_dropped_total")}
 		samples = append(samples, s)
 		fmt.Fprintf(csv, "%.0f,%d,%d,%.0f,%d,%.0f,%.0f,%.0f,%.0f,%.0f\n", at.Seconds(), s.RSS, s.Anon, s.Goroutines, s.FDs,
@@ -114,6 +140,8 @@ wait:
 			sample(time.Since(start))
 		}
 	}
+	close(flapStop)
+	<-flapDone
 	if rr.err != nil {
 		t.Fatal(rr.err)
 	}
@@ -130,8 +158,27 @@ wait:
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// With the uplink up again, the outbox drains to empty.
+	var outbox, forwarded float64
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if m, err := loadgen.Scrape(ctx, metricsURL); err == nil {
+			outbox, forwarded = m.Sum("edgeagent_outbox_depth"), m.Sum("edgeagent_upstream_published_total")
+			if outbox == 0 {
+				break
+			}
+		}
+	}
 	sample(time.Since(start))
 	agent.Stop(t)
+	var peakOutbox float64
+	for _, s := range samples {
+		peakOutbox = max(peakOutbox, s.Outbox)
+	}
+	t.Logf("uplink flapped every %v: outbox peaked at %.0f entries, %.0f at the end; %.0f alert messages forwarded for %.0f alert transitions",
+		flapEvery, peakOutbox, outbox, forwarded, samples[len(samples)-1].Alerts)
+	if outbox != 0 {
+		t.Errorf("outbox holds %.0f entries 30 s after the uplink came back", outbox)
+	}
 
 	t.Logf("published %d in %v (%.0f/s), processed %.0f, rejected %.0f; CSV %s", rr.res.Published,
 		rr.res.Elapsed.Round(time.Second), rr.res.Rate(), processed, rejected, csvPath)
