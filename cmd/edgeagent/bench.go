@@ -145,6 +145,7 @@ func benchBare(ctx context.Context, o loadgen.Options, bin string, settle time.D
 		}
 	}
 	cmd := exec.Command(bin, "bench", "--bare-serve", "--clients", strconv.Itoa(o.Clients))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM} // never outlive the meter
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return benchReport{}, err

@@ -24,6 +24,15 @@ var agentBin struct {
 	dir  string
 }
 
+// TestMain removes the built binary after the package's tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if agentBin.dir != "" {
+		os.RemoveAll(agentBin.dir)
+	}
+	os.Exit(code)
+}
+
 func buildAgent(t *testing.T) string {
 	t.Helper()
 	agentBin.once.Do(func() {
