@@ -13,7 +13,7 @@ TEST_DEPS := /usr/sbin/mosquitto:mosquitto /usr/bin/mosquitto_pub:mosquitto-clie
 	/usr/bin/chromium:chromium /usr/bin/qemu-aarch64-static:qemu-user-static \
 	/usr/bin/systemd-analyze:systemd
 
-.PHONY: help build run test test-short deps bench soak lint cross clean
+.PHONY: help build run test test-short deps bench soak lint cross clean check-systemd check-deb install uninstall deb
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -32,7 +32,7 @@ deps: ## Install the Debian packages the tests use, when missing (needs root)
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-test: deps lint ## Install what the tests need, lint, then go test -race ./...
+test: deps lint check-systemd check-deb ## Install what the tests need, lint, unit/deb checks, then go test -race ./...
 	$(GO) test -race -timeout 20m ./...
 
 test-short: ## Unit tests without the slow end-to-end ones
@@ -54,13 +54,53 @@ lint: ## gofmt, go vet, staticcheck
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
-cross: ## Static binaries for Pi-class boards in dist/
+cross: ## Static stripped binaries for Pi-class boards in dist/, with their sizes
 	@mkdir -p dist
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/edgeagent-linux-amd64 $(PKG)
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/edgeagent-linux-arm64 $(PKG)
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/edgeagent-linux-armv7 $(PKG)
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=6 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/edgeagent-linux-armv6 $(PKG)
-	@ls -l dist/
+	@for f in dist/edgeagent-linux-*; do stat -c '%n %s' $$f; done | \
+		awk '{ printf "%-28s %10d bytes %6.1f MiB%s\n", $$1, $$2, $$2/1048576, ($$2 < 15*1048576 ? "" : "  OVER the 15 MiB target") }'
+
+# Install layout (make install): the unit and sysusers file go where systemd
+# looks for locally installed ones; the config only when absent.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+UNITDIR := $(PREFIX)/lib/systemd/system
+SYSUSERSDIR := $(PREFIX)/lib/sysusers.d
+CONFDIR ?= /etc/edgeagent
+
+install: build ## Install binary, unit, user and (if absent) /etc/edgeagent/edgeagent.yaml; daemon-reload (needs root)
+	install -D -m 0755 bin/edgeagent $(DESTDIR)$(PREFIX)/bin/edgeagent
+	@mkdir -p $(DESTDIR)$(UNITDIR)
+	sed 's#/usr/local/bin/edgeagent#$(PREFIX)/bin/edgeagent#g' systemd/edgeagent.service >$(DESTDIR)$(UNITDIR)/edgeagent.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/edgeagent.service
+	install -D -m 0644 systemd/edgeagent.sysusers $(DESTDIR)$(SYSUSERSDIR)/edgeagent.conf
+	@if [ -z "$(DESTDIR)" ]; then systemd-sysusers $(SYSUSERSDIR)/edgeagent.conf; fi
+	@install -d -m 0750 $(DESTDIR)$(CONFDIR)
+	@if [ -e $(DESTDIR)$(CONFDIR)/edgeagent.yaml ]; then \
+		echo "kept existing $(CONFDIR)/edgeagent.yaml (new example: configs/edgeagent.yaml)"; \
+	else install -m 0640 configs/edgeagent.yaml $(DESTDIR)$(CONFDIR)/edgeagent.yaml && echo "installed $(CONFDIR)/edgeagent.yaml: edit it, then systemctl enable --now edgeagent"; fi
+	@if [ -z "$(DESTDIR)" ]; then chgrp edgeagent $(CONFDIR) $(CONFDIR)/edgeagent.yaml; fi
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+
+uninstall: ## Stop and remove what make install put there; keeps /etc/edgeagent and /var/lib/edgeagent (needs root)
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl disable --now edgeagent.service 2>/dev/null || true; fi
+	rm -f $(DESTDIR)$(PREFIX)/bin/edgeagent $(DESTDIR)$(UNITDIR)/edgeagent.service $(DESTDIR)$(SYSUSERSDIR)/edgeagent.conf
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "kept $(CONFDIR) and /var/lib/edgeagent (remove them by hand to forget the config and history)"
+
+deb: cross ## Debian packages in dist/ (amd64, arm64, armhf = armv6 binary, runs on every Raspberry Pi OS)
+	packaging/deb/build.sh '$(VERSION)' amd64 dist/edgeagent-linux-amd64 dist
+	packaging/deb/build.sh '$(VERSION)' arm64 dist/edgeagent-linux-arm64 dist
+	packaging/deb/build.sh '$(VERSION)' armhf dist/edgeagent-linux-armv6 dist
+
+check-systemd: build ## systemd-analyze verify (clean) and security (exposure <= 1.5) of systemd/edgeagent.service
+	systemd/check.sh bin/edgeagent
+
+check-deb: build ## Build a .deb, install/upgrade it in a scratch root: an edited conffile survives; make install/uninstall into DESTDIR
+	packaging/deb/test.sh bin/edgeagent
 
 clean: ## Remove build output
 	rm -rf bin dist

@@ -292,6 +292,24 @@ func (p *Pipeline) Inspect(ctx context.Context, sensor string, fn func(info Sens
 	return err
 }
 
+// Reconfigure runs fn on every shard's goroutine with its stage (a config
+// reload swapping rules) and hands the alerts fn returns to storage and the
+// observers like any others. Readings keep flowing: each shard pauses only
+// for its own fn. It stops at the first error.
+func (p *Pipeline) Reconfigure(ctx context.Context, fn func(st Stage, alerts []Alert) ([]Alert, error)) error {
+	for _, s := range p.shards {
+		var ferr error
+		err := s.do(ctx, func() {
+			s.alerts, ferr = fn(s.stage, s.alerts[:0])
+			s.emit(nil)
+		})
+		if err = errors.Join(err, ferr); err != nil {
+			return fmt.Errorf("pipeline shard %d: %w", s.id, err)
+		}
+	}
+	return nil
+}
+
 // Stalled reports the first shard that has work queued but has not made
 // progress for longer than d: the watchdog stops pinging systemd then.
 func (p *Pipeline) Stalled(d time.Duration) error {

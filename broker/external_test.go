@@ -3,92 +3,13 @@ package broker
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
+	"github.com/edgeagent/edgeagent/broker/mosquittotest"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-// mosquitto runs a real Mosquitto on 127.0.0.1:port until stop or cleanup.
-type mosquitto struct {
-	t    *testing.T
-	port int
-	conf string
-	cmd  *exec.Cmd
-}
-
-func startMosquitto(t *testing.T, port int) *mosquitto {
-	t.Helper()
-	bin := "/usr/sbin/mosquitto"
-	if _, err := os.Stat(bin); err != nil {
-		t.Skip("mosquitto not installed (Debian package mosquitto; make test installs it)")
-	}
-	if port == 0 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port = l.Addr().(*net.TCPAddr).Port
-		l.Close()
-	}
-	m := &mosquitto{t: t, port: port, conf: filepath.Join(t.TempDir(), "mosquitto.conf")}
-	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n", port)
-	if u := os.Getenv("USER"); u != "" {
-		conf += "user " + u + "\n"
-	}
-	if err := os.WriteFile(m.conf, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	m.start()
-	t.Cleanup(m.stop)
-	return m
-}
-
-func (m *mosquitto) start() {
-	m.t.Helper()
-	m.cmd = exec.Command("/usr/sbin/mosquitto", "-c", m.conf)
-	if err := m.cmd.Start(); err != nil {
-		m.t.Fatal(err)
-	}
-	deadline := time.Now().Add(waitLong)
-	for {
-		c, err := net.Dial("tcp", m.addr())
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			m.t.Fatalf("mosquitto not listening on %s: %v", m.addr(), err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (m *mosquitto) stop() {
-	if m.cmd == nil {
-		return
-	}
-	m.cmd.Process.Kill()
-	m.cmd.Wait()
-	m.cmd = nil
-}
-
-func (m *mosquitto) addr() string { return "127.0.0.1:" + strconv.Itoa(m.port) }
-
-func (m *mosquitto) pub(topic, payload string) {
-	m.t.Helper()
-	out, err := exec.Command("mosquitto_pub", "-h", "127.0.0.1", "-p", strconv.Itoa(m.port), "-q", "1", "-t", topic, "-m", payload).CombinedOutput()
-	if err != nil {
-		m.t.Fatalf("mosquitto_pub: %v: %s", err, out)
-	}
-}
 
 func startExternal(t *testing.T, opts ExternalOptions) *External {
 	t.Helper()
@@ -115,26 +36,23 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestExternal_resubscribesAfterMosquittoRestart(t *testing.T) {
-	if _, err := exec.LookPath("mosquitto_pub"); err != nil {
-		t.Skip("mosquitto_pub not installed")
-	}
-	mq := startMosquitto(t, 0)
+	mq := mosquittotest.Start(t, mosquittotest.Options{})
 	rec := newRecorder()
 	reg := prometheus.NewRegistry()
-	e := startExternal(t, ExternalOptions{URL: "tcp://" + mq.addr(), ClientID: "edgeagent-test", Topics: []string{"sensors/#"}, QoS: 1, Handler: rec.handle, Registerer: reg})
+	e := startExternal(t, ExternalOptions{URL: mq.URL(), ClientID: "edgeagent-test", Topics: []string{"sensors/#"}, QoS: 1, Handler: rec.handle, Registerer: reg})
 	waitFor(t, "subscription", func() bool { return e.Ready() == nil })
 
-	mq.pub("sensors/a/temperature", "20.5")
+	mosquittotest.Pub(t, mq.Addr(), "sensors/a/temperature", "20.5")
 	if m := rec.next(t); m.Topic != "sensors/a/temperature" || string(m.Payload) != "20.5" || m.QoS != 1 {
 		t.Errorf("handler got %+v", m)
 	}
-	mq.pub("other/topic", "x") // not subscribed
+	mosquittotest.Pub(t, mq.Addr(), "other/topic", "x") // not subscribed
 
-	mq.stop()
+	mq.Stop()
 	waitFor(t, "link loss noticed", func() bool { return e.Ready() != nil })
-	mq.start() // same port, no persistence: the session and subscription are gone
+	mq.Start() // same port, no persistence: the session and subscription are gone
 	waitFor(t, "resubscription", func() bool { return e.Ready() == nil })
-	mq.pub("sensors/b/temperature", "21.5")
+	mosquittotest.Pub(t, mq.Addr(), "sensors/b/temperature", "21.5")
 	if m := rec.next(t); m.Topic != "sensors/b/temperature" {
 		t.Errorf("after restart handler got %q", m.Topic)
 	}
@@ -147,10 +65,7 @@ func TestExternal_resubscribesAfterMosquittoRestart(t *testing.T) {
 }
 
 func TestExternal_handlerErrorRedelivers(t *testing.T) {
-	if _, err := exec.LookPath("mosquitto_pub"); err != nil {
-		t.Skip("mosquitto_pub not installed")
-	}
-	mq := startMosquitto(t, 0)
+	mq := mosquittotest.Start(t, mosquittotest.Options{})
 	rec := newRecorder()
 	var failed atomic.Bool
 	rec.fail = func(m Message) error {
@@ -159,9 +74,9 @@ func TestExternal_handlerErrorRedelivers(t *testing.T) {
 		}
 		return nil
 	}
-	e := startExternal(t, ExternalOptions{URL: "tcp://" + mq.addr(), ClientID: "edgeagent-redeliver", Topics: []string{"sensors/#"}, QoS: 1, Handler: rec.handle})
+	e := startExternal(t, ExternalOptions{URL: mq.URL(), ClientID: "edgeagent-redeliver", Topics: []string{"sensors/#"}, QoS: 1, Handler: rec.handle})
 	waitFor(t, "subscription", func() bool { return e.Ready() == nil })
-	mq.pub("sensors/a/t", "1")
+	mosquittotest.Pub(t, mq.Addr(), "sensors/a/t", "1")
 	first, second := rec.next(t), rec.next(t)
 	if string(first.Payload) != "1" || string(second.Payload) != "1" {
 		t.Errorf("got %q then %q; want the refused message redelivered", first.Payload, second.Payload)

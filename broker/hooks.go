@@ -54,7 +54,23 @@ type ingestHook struct {
 func (h *ingestHook) ID() string { return "edgeagent-ingest" }
 
 func (h *ingestHook) Provides(b byte) bool {
-	return b == mqtt.OnPublish || b == mqtt.OnSessionEstablished || b == mqtt.OnPublishDropped
+	return b == mqtt.OnPublish || b == mqtt.OnSessionEstablished || b == mqtt.OnPublishDropped || b == mqtt.OnWillSent
+}
+
+// OnWillSent hands a client's last will to the Handler: mochi publishes wills
+// without OnPublish, and a will (Tasmota's LWT "Offline", ESPHome's status
+// "offline") is how a device that lost power or network says so. There is
+// no publisher to acknowledge, so it goes as QoS 0 and an error is only logged.
+// It is news, not a replay: Retained is false even when the will is retained.
+func (h *ingestHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
+	b := h.b
+	if b.opts.Handler == nil || strings.HasPrefix(pk.TopicName, "$") {
+		return
+	}
+	err := b.opts.Handler(b.ctx, Message{Topic: pk.TopicName, Payload: pk.Payload, ClientID: cl.ID})
+	if err != nil {
+		b.rejectLog.log("mqtt will not ingested", "client", cl.ID, "topic", pk.TopicName, "err", err)
+	}
 }
 
 func (h *ingestHook) OnSessionEstablished(*mqtt.Client, packets.Packet) {

@@ -9,9 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -711,17 +709,6 @@ func checkFile(t *testing.T, path string) {
 	})
 	if err != nil {
 		t.Fatal(err)
-	}
-}
-
-func TestDeps(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "github.com/edgeagent/edgeagent/storage").CombinedOutput()
-	if err != nil {
-		t.Skipf("go list: %v: %s", err, out)
-	}
-	re := regexp.MustCompile(`(?m)^github\.com/edgeagent/edgeagent/(agent/|broker)\S*`)
-	if dep := re.FindString(string(out)); dep != "" {
-		t.Errorf("storage imports %q", dep)
 	}
 }
 

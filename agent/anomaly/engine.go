@@ -36,6 +36,10 @@ type Options struct {
 	Now func() time.Time
 	// Metrics is shared by all shards' engines (nil: none).
 	Metrics *Metrics
+	// Devices is the device liveness table shared by all shards' engines
+	// (see device.go). Nil: the engine keeps its own, which is enough with
+	// one shard only.
+	Devices *Devices
 }
 
 // Engine runs the rules' filters, detectors and alert lifecycles for the
@@ -49,6 +53,8 @@ type Engine struct {
 	sensors map[string]*sensor
 	wheel   wheel
 	buf     []byte // scratch for reasons
+	devices *Devices
+	devs    map[string]*devIncident // open device_offline incidents of this shard
 }
 
 var (
@@ -98,6 +104,10 @@ func New(opts Options) (*Engine, error) {
 		now:     opts.Now,
 		metrics: opts.Metrics,
 		sensors: make(map[string]*sensor),
+		devices: opts.Devices,
+	}
+	if e.devices == nil {
+		e.devices = NewDevices()
 	}
 	if e.now == nil {
 		e.now = time.Now
@@ -172,6 +182,9 @@ func (e *Engine) Process(r agent.Reading, res *agent.Result, alerts []agent.Aler
 		r.Time = r.Arrived
 		r.Flags |= agent.FlagRestamped
 	}
+	if r.Kind == KindLiveness {
+		return e.liveness(r, res, alerts)
+	}
 	s := e.sensors[r.Sensor]
 	if s == nil {
 		s = e.newSensor(r.Sensor, r.Kind, r.Unit, e.rule(r.Sensor, r.Kind))
@@ -232,6 +245,9 @@ func (e *Engine) Process(r agent.Reading, res *agent.Result, alerts []agent.Aler
 func (e *Engine) Tick(now time.Time, alerts []agent.Alert) []agent.Alert {
 	n := now.UnixNano()
 	for s := e.wheel.due(n); s != nil; s = e.wheel.due(n) {
+		if e.sensors[s.id] != s {
+			continue // dropped by SetRules
+		}
 		sl := s.silenceSlot
 		dl := s.silence.deadline()
 		if dl == 0 {
@@ -239,6 +255,10 @@ func (e *Engine) Tick(now time.Time, alerts []agent.Alert) []agent.Alert {
 		}
 		if n < dl {
 			e.wheel.add(s, dl, n) // a reading moved the deadline: lazy reschedule
+			continue
+		}
+		if until, hold := e.holdSilence(s, n); hold && sl.lc.st != stFiring {
+			e.wheel.add(s, until, n) // its device is offline or just came back
 			continue
 		}
 		sl.score = s.silence.check(n)

@@ -34,7 +34,10 @@ type Check func() error
 // endpoint whose source is nil. Defaults live in ensureDefaults.
 type Options struct {
 	// Checks run on every /readyz request, by name.
-	Checks     map[string]Check
+	Checks map[string]Check
+	// Notes are reported in /readyz like checks but never make the agent
+	// not-ready: the uplink is down for hours on a healthy gateway.
+	Notes      map[string]Check
 	Gatherer   prometheus.Gatherer   // nil: no /metrics; also the source of the status counters
 	Registerer prometheus.Registerer // nil registers no API metrics
 	Logger     *slog.Logger          // nil discards
@@ -276,6 +279,7 @@ type ReadyStatus struct {
 	Ready  bool              `json:"ready"`
 	Checks map[string]string `json:"checks"` // name -> "ok" or the failure
 	Failed []string          `json:"failed,omitempty"`
+	Notes  map[string]string `json:"notes,omitempty"` // name -> "ok" or the problem; never fails readiness
 }
 
 // Ready runs every check.
@@ -291,6 +295,15 @@ func (s *Server) Ready() ReadyStatus {
 		}
 	}
 	sort.Strings(st.Failed)
+	for name, note := range s.opts.Notes {
+		if st.Notes == nil {
+			st.Notes = map[string]string{}
+		}
+		st.Notes[name] = "ok"
+		if err := note(); err != nil {
+			st.Notes[name] = err.Error()
+		}
+	}
 	return st
 }
 

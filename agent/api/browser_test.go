@@ -28,7 +28,7 @@ func browser(t *testing.T) context.Context {
 		t.Skip("browser test skipped in -short mode")
 	}
 	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Skipf("no %s (install Debian's chromium; make deps)", chromiumPath)
+		t.Fatalf("no %s: run `make deps` (Debian package chromium)", chromiumPath)
 	}
 	actx, acancel := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(chromiumPath), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,

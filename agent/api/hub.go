@@ -112,7 +112,7 @@ func NewHub(opts HubOptions) *Hub {
 
 // client is one /ws connection.
 type client struct {
-	conn   *websocket.Conn
+	conn   atomic.Pointer[websocket.Conn] // set once the handshake is done
 	msgs   chan []byte
 	glob   string // path.Match pattern on sensor ids; "" matches all
 	gap    int64  // minimum nanoseconds between two readings of one sensor
@@ -247,7 +247,9 @@ func (h *Hub) sendLocked(c *client, b []byte) {
 func (h *Hub) kick(c *client) {
 	h.remove(c)
 	h.opts.Logger.Info("websocket client too slow, disconnected", "queue", cap(c.msgs))
-	_ = c.conn.Close(websocket.StatusPolicyViolation, "too slow")
+	if conn := c.conn.Load(); conn != nil { // else ServeHTTP closes it after the handshake
+		_ = conn.Close(websocket.StatusPolicyViolation, "too slow")
+	}
 }
 
 func (h *Hub) remove(c *client) {
@@ -283,6 +285,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		rate = f
 	}
+	// The client joins before the handshake, so everything observed after
+	// the handshake completes (an alert right after connecting) is queued for
+	// it; the queue drains once the connection is up.
+	c := &client{msgs: make(chan []byte, h.opts.Buffer), glob: glob,
+		gap: int64(float64(time.Second) / rate), last: map[string]int64{}}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -290,8 +297,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.wg.Add(1) // under mu, so Close cannot be past its Wait
+	h.clients[c] = struct{}{}
+	h.n.Add(1)
+	h.gauge.Inc()
 	h.mu.Unlock()
 	defer h.wg.Done()
+	defer h.remove(c)
 
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		Subprotocols:   []string{Subprotocol},
@@ -302,22 +313,14 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // Accept wrote the response
 	}
 	conn.SetReadLimit(1024) // clients send nothing but control frames
-	c := &client{conn: conn, msgs: make(chan []byte, h.opts.Buffer), glob: glob,
-		gap: int64(float64(time.Second) / rate), last: map[string]int64{}}
-	h.mu.Lock()
-	if h.closed {
-		h.mu.Unlock()
+	c.conn.Store(conn)
+	if c.kicked.Load() || h.ctx.Err() != nil {
 		conn.CloseNow()
 		return
 	}
-	h.clients[c] = struct{}{}
-	h.n.Add(1)
-	h.gauge.Inc()
-	h.mu.Unlock()
-	defer h.remove(c)
 
 	ctx := conn.CloseRead(h.ctx) // ends on the client's close, a read error or hub Close
-	err = h.writeLoop(ctx, c)
+	err = h.writeLoop(ctx, c, conn)
 	switch {
 	case c.kicked.Load():
 	case h.ctx.Err() != nil:
@@ -334,7 +337,7 @@ const maxFrame = 16 << 10 // below common client read limits (coder/websocket: 3
 // writeLoop sends c's queue. Messages already waiting are coalesced into one
 // WebSocket text message, newline-separated (one write per burst instead of
 // one per reading: measured ~5x cheaper with many clients).
-func (h *Hub) writeLoop(ctx context.Context, c *client) error {
+func (h *Hub) writeLoop(ctx context.Context, c *client, conn *websocket.Conn) error {
 	var buf []byte
 	for {
 		select {
@@ -350,7 +353,7 @@ func (h *Hub) writeLoop(ctx context.Context, c *client) error {
 				}
 			}
 			wctx, cancel := context.WithTimeout(ctx, h.opts.WriteTimeout)
-			err := c.conn.Write(wctx, websocket.MessageText, buf)
+			err := conn.Write(wctx, websocket.MessageText, buf)
 			cancel()
 			if err != nil {
 				return err

@@ -96,6 +96,25 @@ type StatusExtra struct {
 	Uplink      UplinkStatus `json:"uplink"`
 	Outbox      OutboxStatus `json:"outbox"`
 	DBSize      int64        `json:"db_bytes"`
+	Ingest      IngestStatus `json:"ingest"`
+}
+
+// IngestStatus tells what the decoders could not map, so nobody has to guess
+// why a device's values are missing.
+type IngestStatus struct {
+	// UnsupportedTemplates are Home Assistant value templates the agent
+	// cannot evaluate; their sensors are not created.
+	UnsupportedTemplates []UnsupportedTemplate `json:"unsupported_templates"`
+	DiscoveredSensors    int                   `json:"discovered_sensors"`
+	SparkplugSeqGaps     int64                 `json:"sparkplug_seq_gaps"`
+}
+
+// UnsupportedTemplate is one discovery config whose value_template was refused.
+type UnsupportedTemplate struct {
+	ConfigTopic string `json:"config_topic"`
+	Sensor      string `json:"sensor"`
+	Template    string `json:"template"`
+	Why         string `json:"why"`
 }
 
 // UplinkStatus is the state of the upstream connection.

@@ -1,10 +1,14 @@
 package config
 
 import (
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 func TestParse_defaults(t *testing.T) {
@@ -116,4 +120,51 @@ func TestParseByteSize(t *testing.T) {
 	if _, err := ParseByteSize("lots"); err == nil {
 		t.Error("ParseByteSize(lots) = nil error")
 	}
+}
+
+// TestShippedConfigs_documentEveryKey: configs/edgeagent.yaml, the production
+// example, names every key of the default configuration.
+func TestShippedConfigs_documentEveryKey(t *testing.T) {
+	b, err := Default().Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	example, err := os.ReadFile("../../configs/edgeagent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := keyPaths(t, example)
+	for _, k := range keyPaths(t, b) {
+		if !slices.Contains(have, k) {
+			t.Errorf("configs/edgeagent.yaml does not document %s", k)
+		}
+	}
+}
+
+// keyPaths lists the mapping keys of a YAML document as dotted paths; list
+// items are not descended into.
+func keyPaths(t *testing.T, doc []byte) []string {
+	t.Helper()
+	var root yaml.Node
+	if err := yaml.Unmarshal(doc, &root); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	var walk func(prefix string, n *yaml.Node)
+	walk = func(prefix string, n *yaml.Node) {
+		if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+			walk(prefix, n.Content[0])
+			return
+		}
+		if n.Kind != yaml.MappingNode {
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := prefix + n.Content[i].Value
+			out = append(out, k)
+			walk(k+".", n.Content[i+1])
+		}
+	}
+	walk("", &root)
+	return out
 }

@@ -29,6 +29,12 @@ const (
 	ReasonFutureTimestamp Reason = "future_timestamp"  // later than arrival + Options.MaxSkew
 	ReasonBadTimestamp    Reason = "bad_timestamp"     // not a number or RFC 3339 string, out of range
 	ReasonBadSensorID     Reason = "bad_sensor_id"     // empty, too long, control characters, not a string
+	ReasonNoValues        Reason = "no_values"         // a mapped JSON object without any value to map
+	ReasonBadLiveness     Reason = "bad_liveness"      // a liveness payload that is neither online nor offline
+	ReasonBadLine         Reason = "bad_line_protocol" // InfluxDB line protocol syntax
+	ReasonBadProtobuf     Reason = "bad_protobuf"      // Sparkplug B payload that is not a valid Payload message
+	ReasonUnknownAlias    Reason = "unknown_alias"     // Sparkplug metric by alias before any BIRTH named it
+	ReasonBadDiscovery    Reason = "bad_discovery"     // Home Assistant discovery config that cannot be used
 )
 
 // Reasons lists every Reason Decode can return, so a caller can pre-resolve
@@ -36,6 +42,7 @@ const (
 var Reasons = []Reason{
 	ReasonPayloadTooLarge, ReasonBadJSON, ReasonNotNumeric, ReasonNotFinite,
 	ReasonMissingValue, ReasonFutureTimestamp, ReasonBadTimestamp, ReasonBadSensorID,
+	ReasonNoValues, ReasonBadLiveness, ReasonBadLine, ReasonBadProtobuf, ReasonUnknownAlias, ReasonBadDiscovery,
 }
 
 // Error is one rejected payload or batch item. It matches agent.ErrInvalidReading

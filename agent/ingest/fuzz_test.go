@@ -22,6 +22,16 @@ func checkDecode(t *testing.T, d *Decoder, topic string, payload []byte) ([]agen
 		t.Fatalf("Decode(%q, %q) lost the prefix of out", topic, payload)
 	}
 	out = out[1:]
+	if errors.Is(err, ErrNoMatch) {
+		t.Fatalf("Decode(%q) = ErrNoMatch on a matching topic", topic)
+	}
+	checkResults(t, d, topic, payload, out, err)
+	return out, err
+}
+
+// checkResults checks what every result of Decode must satisfy.
+func checkResults(t *testing.T, d *Decoder, topic string, payload []byte, out []agent.Reading, err error) {
+	t.Helper()
 	for _, r := range out {
 		if math.IsNaN(r.Value) || math.IsInf(r.Value, 0) {
 			t.Fatalf("Decode(%q) = value %v", payload, r.Value)
@@ -36,9 +46,6 @@ func checkDecode(t *testing.T, d *Decoder, topic string, payload []byte) ([]agen
 			t.Fatalf("Decode(%q) = unit %q", payload, r.Unit)
 		}
 	}
-	if errors.Is(err, ErrNoMatch) {
-		t.Fatalf("Decode(%q) = ErrNoMatch on a matching topic", topic)
-	}
 	rs := Rejected(err)
 	if (err == nil) != (len(rs) == 0) {
 		t.Fatalf("Decode(%q) = %v, but Rejected gives %v", payload, err, rs)
@@ -52,7 +59,6 @@ func checkDecode(t *testing.T, d *Decoder, topic string, payload []byte) ([]agen
 			t.Fatalf("Decode(%q): rejection %+v", payload, e)
 		}
 	}
-	return out, err
 }
 
 func seeds(f *testing.F, topicPrefix string) {

@@ -1,11 +1,20 @@
 // Package ingest turns MQTT messages into readings. A topic template
 // ("sensors/{sensor}/{kind}") maps the topic to a sensor id and kind; a
-// payload codec (JSON with field paths, a bare number, auto, JSON batch arrays)
+// payload codec (JSON with field paths, a bare number, auto, JSON batch arrays,
+// the JSON mapping of many leaves, InfluxDB line protocol, device liveness)
 // turns the payload into values and times. Every payload or batch item it
 // cannot turn into a valid reading is rejected with a Reason the caller counts.
 //
-// The package is pure: no I/O, no goroutines, no package state. A Decoder is
-// immutable once built and safe for concurrent use.
+// Device ecosystems come as presets (Tasmota, Zigbee2MQTT, Shelly Gen1/Gen2,
+// ESPHome, thin-edge.io; presets.go) built from the same mechanism, with
+// their liveness topics decoded into one liveness reading per device
+// (liveness.go). Opt-in: Home Assistant discovery (discovery.go) and
+// Sparkplug B (sparkplug.go). docs/devices.md shows the config of each.
+//
+// The package does no I/O, starts no goroutines and has no package state. A
+// Decoder is safe for concurrent use; its configured topics are immutable,
+// and the only state it keeps is the Home Assistant entities and Sparkplug
+// alias tables, behind locks.
 //
 // # Topic templates
 //
@@ -16,6 +25,8 @@
 //	+         matches any one level (not captured)
 //	{sensor}  matches any one level and captures it as the sensor id; {kind} as the kind
 //	{sensor+} matches one or more levels and captures them joined by "/"
+//	{name}    any other name ([a-z][a-z0-9_]*): a capture for Topic.ID
+//	          ("{device}/{channel}"); {device} is the device of the mapping
 //	#         last level only: matches zero or more levels (not captured)
 //
 // A template has at most one {name+} or #. As in MQTT, a topic starting with
@@ -62,6 +73,7 @@ package ingest
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/edgeagent/edgeagent/agent"
@@ -82,6 +94,15 @@ type Options struct {
 	// MinTime: earlier payload times come from an unset clock and are replaced
 	// by the arrival time (agent.FlagRestamped). Zero means 2000-01-01 UTC.
 	MinTime time.Time
+	// Location is the zone of TimeLocal times (Tasmota's "Time"). Nil means
+	// time.Local.
+	Location *time.Location
+	// HomeAssistant, when set, consumes Home Assistant MQTT discovery configs
+	// and decodes the state topics they name (see discovery.go). Nil: off.
+	HomeAssistant *HomeAssistant
+	// Sparkplug, when set, decodes Sparkplug B on spBv1.0/# (see sparkplug.go).
+	// Nil: off.
+	Sparkplug *Sparkplug
 }
 
 // Topic is one topic template and the codec of its payloads.
@@ -95,6 +116,40 @@ type Topic struct {
 	Kind       string     // fixed kind, used when the pattern has no {kind}
 	Unit       string     // fixed unit
 	UnitField  string     // JSON path of a unit that overrides Unit; "" means none
+
+	// Preset, when set, stands for the preset's topics (see Presets); Prefix
+	// then replaces the preset's topic prefix ("" keeps it). The other fields
+	// must be empty.
+	Preset, Prefix string
+
+	// ID builds the base sensor id from captures: "{device}/ext_temperature/{n}".
+	// Empty captures are left out with their '/'. "" means "{device}/{sensor}".
+	// Every placeholder other than {sensor}, {kind} and {device} must appear here.
+	ID string
+	// Values or Flatten select mapping mode (format json): one JSON object
+	// yields a reading per named or numeric leaf, with sensor id
+	// {base id}/{leaf path with '/' for '.'}. See mapping.go.
+	Values  []Value
+	Flatten *Flatten
+	// Units gives a mapped leaf's unit by its key ("Power": "W"). The values
+	// "@1" and "@2" mean the unit named by the payload field at UnitFields[0]
+	// or [1] (Tasmota "TempUnit": "C" is °C).
+	Units      map[string]string
+	UnitFields []string
+	// Kinds gives a mapped leaf's kind by its key ("tC": "temperature"); else
+	// the kind is the key, lower-cased when LowerKind.
+	Kinds     map[string]string
+	LowerKind bool
+
+	// Online and Offline are the payloads (case-insensitive, after trimming;
+	// the Value field's string when the payload is JSON) of a FormatLiveness
+	// topic. Empty means DefaultOnline and DefaultOffline.
+	Online, Offline []string
+
+	// IDTags are the tags (in order) whose values join the measurement in a
+	// FormatLine sensor id: measurement/tag1/tag2/field. Empty means all tags
+	// in sorted order as they appear in the line.
+	IDTags []string
 }
 
 // The payload formats a Topic may name.
@@ -102,10 +157,20 @@ const (
 	FormatJSON   = "json"
 	FormatNumber = "number"
 	FormatAuto   = "auto"
+	// FormatLiveness: the payload says whether the device of the base id is
+	// online ("Online", "true", {"state":"online"}); see liveness.go.
+	FormatLiveness = "liveness"
+	// FormatLine: InfluxDB line protocol, one reading per numeric field.
+	FormatLine = "line"
+	// FormatIgnore: the topic matches but carries no readings (status,
+	// command and bridge topics a preset must not mistake for data).
+	FormatIgnore = "ignore"
 )
 
 // Formats lists every payload format.
-func Formats() []string { return []string{FormatJSON, FormatNumber, FormatAuto} }
+func Formats() []string {
+	return []string{FormatJSON, FormatNumber, FormatAuto, FormatLiveness, FormatLine, FormatIgnore}
+}
 
 // DefaultTopics is the template used when Options.Topics is empty:
 // sensors/{sensor}/{kind} carrying {"value": 21.7, "ts": 1732800000000} or 21.7.
@@ -126,6 +191,10 @@ const (
 	formatAuto format = iota
 	formatJSON
 	formatNumber
+	formatLiveness
+	formatLine
+	formatIgnore
+	formatMapped // json with Values or Flatten
 )
 
 type topic struct {
@@ -136,6 +205,10 @@ type topic struct {
 	fields     [nFields]string // the paths as configured, for messages
 	timeFormat TimeFormat
 	kind, unit string
+	id         []idPart // base id template
+	mapping    *mapping
+	live       liveWords
+	idTags     []string
 }
 
 // Decoder decodes MQTT messages into readings. It is safe for concurrent use.
@@ -145,12 +218,20 @@ type Decoder struct {
 	maxSkew    time.Duration
 	maxIDLen   int
 	minTime    time.Time
+	loc        *time.Location
+	ha         *haState // nil when discovery is off
+	sp         *spState // nil when Sparkplug is off
+	stats      stats
+	walkers    sync.Pool // *walker, reused by the JSON mapping
 }
 
 // New checks opts and builds a Decoder. Its errors name the key path of the
 // bad setting as in the config file: `ingest.topics[1].pattern: …`.
 func New(opts Options) (*Decoder, error) {
-	d := &Decoder{maxPayload: opts.MaxPayload, maxSkew: opts.MaxSkew, maxIDLen: opts.MaxIDLen, minTime: opts.MinTime}
+	d := &Decoder{maxPayload: opts.MaxPayload, maxSkew: opts.MaxSkew, maxIDLen: opts.MaxIDLen, minTime: opts.MinTime, loc: opts.Location}
+	if d.loc == nil {
+		d.loc = time.Local
+	}
 	if d.maxPayload == 0 {
 		d.maxPayload = 4096
 	}
@@ -176,11 +257,42 @@ func New(opts Options) (*Decoder, error) {
 		topics = DefaultTopics()
 	}
 	for i, tc := range topics {
+		if tc.Preset != "" {
+			pts, err := presetTopics(i, tc)
+			if err != nil {
+				return nil, err
+			}
+			for _, pt := range pts {
+				t, err := d.compile(i, pt)
+				if err != nil {
+					return nil, fmt.Errorf("preset %s: %w", tc.Preset, err)
+				}
+				d.topics = append(d.topics, t)
+			}
+			continue
+		}
+		if tc.Prefix != "" {
+			return nil, fmt.Errorf("ingest.topics[%d].prefix: only a preset has a prefix", i)
+		}
 		t, err := d.compile(i, tc)
 		if err != nil {
 			return nil, err
 		}
 		d.topics = append(d.topics, t)
+	}
+	if opts.HomeAssistant != nil {
+		ha, err := newHAState(d, *opts.HomeAssistant)
+		if err != nil {
+			return nil, err
+		}
+		d.ha = ha
+	}
+	if opts.Sparkplug != nil {
+		sp, err := newSPState(*opts.Sparkplug)
+		if err != nil {
+			return nil, err
+		}
+		d.sp = sp
 	}
 	return d, nil
 }
@@ -199,20 +311,60 @@ func (d *Decoder) compile(i int, tc Topic) (*topic, error) {
 		t.format = formatJSON
 	case FormatNumber:
 		t.format = formatNumber
+	case FormatLiveness:
+		t.format = formatLiveness
+	case FormatLine:
+		t.format = formatLine
+	case FormatIgnore:
+		t.format = formatIgnore
 	default:
 		return nil, fmt.Errorf("%s.format: %q is not one of %s", key, tc.Format, strings.Join(Formats(), ", "))
 	}
-	if t.format != formatNumber && tc.Value == "" {
-		tc.Value = "value"
+	if len(tc.Values) > 0 || tc.Flatten != nil {
+		if t.format != formatJSON {
+			return nil, fmt.Errorf("%s.format: values and flatten need format json", key)
+		}
+		mp, err := compileMapping(key, &tc)
+		if err != nil {
+			return nil, err
+		}
+		t.format, t.mapping = formatMapped, mp
+		if tc.Value != "" || tc.Sensor != "" || tc.UnitField != "" {
+			return nil, fmt.Errorf("%s: value, sensor and unit_field do not apply to values or flatten", key)
+		}
+		if len(tc.UnitFields) > 2 {
+			return nil, fmt.Errorf("%s.unit_fields: at most 2", key)
+		}
+	} else if len(tc.Units) > 0 || len(tc.UnitFields) > 0 || len(tc.Kinds) > 0 {
+		return nil, fmt.Errorf("%s: units, unit_fields and kinds need values or flatten", key)
+	}
+	if t.format == formatJSON || t.format == formatAuto {
+		if tc.Value == "" {
+			tc.Value = "value"
+		}
+	}
+	var root, uf1, uf2 string
+	if t.mapping != nil && tc.Flatten != nil {
+		root = tc.Flatten.Root
+	}
+	if len(tc.UnitFields) > 0 {
+		uf1 = tc.UnitFields[0]
+	}
+	if len(tc.UnitFields) > 1 {
+		uf2 = tc.UnitFields[1]
 	}
 	for f, p := range [nFields]struct{ key, path string }{
 		{"value", tc.Value}, {"time", tc.Time}, {"sensor", tc.Sensor}, {"unit_field", tc.UnitField},
+		{"flatten.root", root}, {"unit_fields[0]", uf1}, {"unit_fields[1]", uf2},
 	} {
 		if p.path == "" {
 			continue
 		}
-		if t.format == formatNumber {
+		switch {
+		case t.format == formatNumber:
 			return nil, fmt.Errorf("%s.%s: format number has no fields; use json or auto", key, p.key)
+		case t.format == formatLine || t.format == formatIgnore:
+			return nil, fmt.Errorf("%s.%s: format %s has no fields", key, p.key, tc.Format)
 		}
 		segs := strings.Split(p.path, ".")
 		for _, s := range segs {
@@ -230,7 +382,10 @@ func (d *Decoder) compile(i int, tc Topic) (*topic, error) {
 	switch tc.TimeFormat {
 	case "":
 		t.timeFormat = TimeAuto
-	case TimeAuto, TimeUnixS, TimeUnixMs, TimeUnixUs, TimeUnixNs, TimeRFC3339:
+		if t.format == formatLine {
+			t.timeFormat = TimeUnixNs
+		}
+	case TimeAuto, TimeUnixS, TimeUnixMs, TimeUnixUs, TimeUnixNs, TimeRFC3339, TimeLocal:
 	default:
 		var names []string
 		for _, f := range TimeFormats() {
@@ -238,9 +393,43 @@ func (d *Decoder) compile(i int, tc Topic) (*topic, error) {
 		}
 		return nil, fmt.Errorf("%s.time_format: %q is not one of %s", key, tc.TimeFormat, strings.Join(names, ", "))
 	}
-	if tmpl.sensor < 0 && tc.Sensor == "" {
+	id := tc.ID
+	if id == "" {
+		id = "{device}/{sensor}"
+		if tmpl.index("device") < 0 {
+			id = "{sensor}"
+		}
+		if tmpl.sensor < 0 {
+			id = strings.TrimSuffix(id, "/{sensor}")
+		}
+	}
+	for _, n := range tmpl.names {
+		if n != "sensor" && n != "kind" && n != "device" && !strings.Contains(id, "{"+n+"}") {
+			return nil, fmt.Errorf("%s.pattern: %q: unknown placeholder {%s} (want {sensor}, {kind}, {device}, or one the id uses)", key, tc.Pattern, n)
+		}
+	}
+	if id != "{sensor}" && id != "" {
+		if t.id, err = compileID(id, tmpl); err != nil {
+			return nil, fmt.Errorf("%s.id: %w", key, err)
+		}
+	} else if tmpl.sensor >= 0 {
+		t.id = []idPart{{capture: tmpl.sensor}}
+	}
+	needID := t.format != formatLine && t.format != formatIgnore
+	if needID && len(t.id) == 0 && tc.Sensor == "" {
 		return nil, fmt.Errorf("%s.pattern: %q has no {sensor} placeholder and the topic no sensor field", key, tc.Pattern)
 	}
+	if t.format == formatLiveness {
+		if t.live, err = compileLive(key, tc.Online, tc.Offline); err != nil {
+			return nil, err
+		}
+	} else if len(tc.Online) > 0 || len(tc.Offline) > 0 {
+		return nil, fmt.Errorf("%s: online and offline need format liveness", key)
+	}
+	if len(tc.IDTags) > 0 && t.format != formatLine {
+		return nil, fmt.Errorf("%s.id_tags: need format line", key)
+	}
+	t.idTags = tc.IDTags
 	if tc.Kind != "" {
 		if p := checkID(tc.Kind, d.maxIDLen); p != nil {
 			return nil, fmt.Errorf("%s.kind: %w", key, p.err)
@@ -263,6 +452,16 @@ func (d *Decoder) compile(i int, tc Topic) (*topic, error) {
 // Captures of topic are kept in readings as substrings; payload is not
 // retained. Decode is safe for concurrent use and never panics.
 func (d *Decoder) Decode(topic string, payload []byte, arrived time.Time, out []agent.Reading) ([]agent.Reading, error) {
+	if d.sp != nil {
+		if out, err, ok := d.sparkplug(topic, payload, arrived, out); ok {
+			return out, err
+		}
+	}
+	if d.ha != nil {
+		if out, err, ok := d.ha.decode(topic, payload, arrived, out); ok {
+			return out, err
+		}
+	}
 	m := message{topic: topic, payload: payload, arrived: arrived}
 	for _, t := range d.topics {
 		if t.tmpl.match(topic, &m.caps) {
@@ -292,6 +491,14 @@ func (d *Decoder) decode(m *message, out []agent.Reading) ([]agent.Reading, erro
 		return d.number(m, out)
 	case formatJSON:
 		return d.json(m, out)
+	case formatMapped:
+		return d.mapped(m, out)
+	case formatLiveness:
+		return d.liveness(m, out)
+	case formatLine:
+		return d.line(m, out)
+	case formatIgnore:
+		return out, nil
 	default:
 		switch b := trimSpace(m.payload); {
 		case len(b) > 0 && (b[0] == '{' || b[0] == '['):
@@ -445,8 +652,12 @@ func (d *Decoder) emit(m *message, b []byte, sp *[nFields]span, v float64, idx i
 			return bad(fail(ReasonBadSensorID, "%s is not a string", excerpt(b[s.s:s.e])), sensorField)
 		}
 		r.Sensor, _ = unquote(b[s.s:s.e])
-	} else if t.tmpl.sensor >= 0 {
-		r.Sensor = m.caps[t.tmpl.sensor]
+	} else if len(t.id) == 1 && t.id[0].capture >= 0 {
+		r.Sensor = m.caps[t.id[0].capture]
+	} else if len(t.id) > 0 {
+		sensorField = "{id}"
+		var buf [256]byte
+		r.Sensor = string(t.baseID(m, buf[:0]))
 	}
 	if p := checkID(r.Sensor, d.maxIDLen); p != nil {
 		return bad(p, sensorField)
@@ -463,7 +674,7 @@ func (d *Decoder) emit(m *message, b []byte, sp *[nFields]span, v float64, idx i
 		}
 	}
 	if sp != nil {
-		ts, ok, p := jsonTime(b, sp[fTime], t.timeFormat)
+		ts, ok, p := jsonTime(b, sp[fTime], t.timeFormat, d.loc)
 		if p != nil {
 			return bad(p, t.fields[fTime])
 		}

@@ -3,6 +3,7 @@ package ingest
 import (
 	"errors"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -206,8 +207,13 @@ var decodeTests = []decodeTest{
 }
 
 func TestDecoder_Decode(t *testing.T) {
-	d := newTestDecoder(t)
-	for _, tt := range decodeTests {
+	runDecodeTests(t, newTestDecoder(t), decodeTests)
+}
+
+// runDecodeTests decodes each test's payload and checks readings, reasons and
+// error text.
+func runDecodeTests(t *testing.T, d *Decoder, tests []decodeTest) {
+	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			prefix := []agent.Reading{{Sensor: "earlier"}}
 			out, err := d.Decode(tt.topic, []byte(tt.payload), arrived, prefix)
@@ -331,7 +337,7 @@ func TestReasons(t *testing.T) {
 		listed[r] = true
 	}
 	seen := map[Reason]bool{}
-	for _, tt := range decodeTests {
+	for _, tt := range append(slices.Clone(decodeTests), deviceTests...) {
 		for _, r := range tt.reasons {
 			seen[r] = true
 		}

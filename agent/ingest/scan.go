@@ -20,6 +20,9 @@ const (
 	fTime
 	fSensor
 	fUnit
+	fRoot  // mapping: the object Flatten walks
+	fUnit1 // mapping: unit fields a Units entry "@1" or "@2" refers to
+	fUnit2
 	nFields
 )
 

@@ -60,8 +60,8 @@ func parseTemplate(p string) (*template, error) {
 			if multi, ok := strings.CutSuffix(name, "+"); ok {
 				name, l.kind = multi, levelMulti
 			}
-			if name != "sensor" && name != "kind" { // the names a template may use
-				return nil, fmt.Errorf("%q: unknown placeholder %s (want {sensor}, {kind}, or {sensor+})", p, s)
+			if !isName(name) {
+				return nil, fmt.Errorf("%q: placeholder %s is not a name of a-z, 0-9 and _ starting with a letter", p, s)
 			}
 			for _, n := range t.names {
 				if n == name {
@@ -143,6 +143,29 @@ func (t *template) match(topic string, c *captures) bool {
 		c[l.capture] = topic[pos:end]
 	}
 	return true
+}
+
+// isName reports whether s is a capture name: [a-z][a-z0-9_]*.
+func isName(s string) bool {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// index returns the capture index of name, -1 when the template has none.
+func (t *template) index(name string) int {
+	for i, n := range t.names {
+		if n == name {
+			return i
+		}
+	}
+	return -1
 }
 
 func (l *level) accept(lv string, c *captures) bool {

@@ -144,11 +144,15 @@ const (
 	TimeUnixUs  TimeFormat = "unix_us"
 	TimeUnixNs  TimeFormat = "unix_ns"
 	TimeRFC3339 TimeFormat = "rfc3339" // "2024-11-28T13:20:00Z", "…+01:00", fraction optional
+	// TimeLocal reads "2021-01-13T23:58:41" (fraction optional) in
+	// Options.Location: Tasmota's Time without an offset. A string with an
+	// offset or Z is read as RFC 3339.
+	TimeLocal TimeFormat = "local"
 )
 
 // TimeFormats lists every TimeFormat; "" means TimeAuto.
 func TimeFormats() []TimeFormat {
-	return []TimeFormat{TimeAuto, TimeUnixS, TimeUnixMs, TimeUnixUs, TimeUnixNs, TimeRFC3339}
+	return []TimeFormat{TimeAuto, TimeUnixS, TimeUnixMs, TimeUnixUs, TimeUnixNs, TimeRFC3339, TimeLocal}
 }
 
 // The range of times a payload may carry: years 1 to 9999.
@@ -159,18 +163,21 @@ const (
 
 // jsonTime converts the timestamp at sp; ok is false when the field is absent
 // or null (the reading then takes its arrival time).
-func jsonTime(b []byte, sp span, f TimeFormat) (t time.Time, ok bool, p *problem) {
+func jsonTime(b []byte, sp span, f TimeFormat, loc *time.Location) (t time.Time, ok bool, p *problem) {
 	switch sp.typ {
 	case 0, 'z':
 		return time.Time{}, false, nil
 	case 'n':
-		if f == TimeRFC3339 {
+		if f == TimeRFC3339 || f == TimeLocal {
 			return time.Time{}, false, fail(ReasonBadTimestamp, "%s is a number, not an RFC 3339 time", excerpt(b[sp.s:sp.e]))
 		}
 		t, p = epochTime(b[sp.s:sp.e], f)
 		return t, p == nil, p
 	case '"':
 		raw := b[sp.s+1 : sp.e-1]
+		if f == TimeLocal {
+			return localTime(raw, loc)
+		}
 		if f != TimeRFC3339 && isDecimal(raw) {
 			t, p = epochTime(raw, f)
 			return t, p == nil, p
@@ -190,6 +197,27 @@ func jsonTime(b []byte, sp span, f TimeFormat) (t time.Time, ok bool, p *problem
 	default:
 		return time.Time{}, false, fail(ReasonBadTimestamp, "%s is not a time", excerpt(b[sp.s:sp.e]))
 	}
+}
+
+// localTime reads a wall-clock time without offset in loc; with an offset or
+// Z it is RFC 3339.
+func localTime(raw []byte, loc *time.Location) (time.Time, bool, *problem) {
+	if hasEscape(raw) || len(raw) < 19 {
+		return time.Time{}, false, fail(ReasonBadTimestamp, "%q is not a local time", excerpt(raw))
+	}
+	s := string(raw)
+	if c := s[len(s)-1]; c == 'Z' || c == 'z' || len(s) > 19 && strings.ContainsAny(s[19:], "+-") {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return time.Time{}, false, fail(ReasonBadTimestamp, "%q is not an RFC 3339 time", excerpt(raw))
+		}
+		return t, true, nil
+	}
+	t, err := time.ParseInLocation("2006-01-02T15:04:05.999999999", s, loc)
+	if err != nil {
+		return time.Time{}, false, fail(ReasonBadTimestamp, "%q is not a local time like 2021-01-13T23:58:41", excerpt(raw))
+	}
+	return t, true, nil
 }
 
 // epochTime reads a decimal number of seconds, ms, µs or ns since the epoch.

@@ -5,122 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-const mosquittoBin = "/usr/sbin/mosquitto"
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// mosquitto is a real Mosquitto broker run by a test.
-type mosquitto struct {
-	t       testing.TB
-	conf    string
-	port    int // the plain TCP listener
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	logPath string
-}
-
-// startMosquitto runs Mosquitto with a plain listener on a free port plus
-// the extra config lines; persistent keeps retained messages and sessions
-// across a restart (saved on SIGTERM).
-func startMosquitto(t testing.TB, persistent bool, extra ...string) *mosquitto {
-	t.Helper()
-	if _, err := os.Stat(mosquittoBin); err != nil {
-		t.Skipf("mosquitto not installed (make deps): %v", err)
-	}
-	dir := t.TempDir()
-	m := &mosquitto{t: t, port: freePort(t), conf: filepath.Join(dir, "mosquitto.conf"), logPath: filepath.Join(dir, "mosquitto.log")}
-	lines := []string{
-		"per_listener_settings false",
-		// Started as root, mosquitto switches to user "mosquitto", which
-		// cannot write the temp dir: stay who we are.
-		"user " + currentUser(t),
-		"allow_anonymous true",
-		fmt.Sprintf("persistence %v", persistent),
-		"persistence_location " + dir + "/",
-		"autosave_interval 0",
-		"max_queued_messages 0",
-		"max_inflight_messages 0",
-		"log_dest file " + m.logPath,
-		fmt.Sprintf("listener %d 127.0.0.1", m.port),
-	}
-	lines = append(lines, extra...)
-	if err := os.WriteFile(m.conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	m.start()
-	t.Cleanup(m.stop)
-	return m
-}
-
-func (m *mosquitto) url() string { return fmt.Sprintf("tcp://127.0.0.1:%d", m.port) }
-
-func (m *mosquitto) start() {
-	m.t.Helper()
-	m.cmd = exec.Command(mosquittoBin, "-c", m.conf)
-	if err := m.cmd.Start(); err != nil {
-		m.t.Fatal(err)
-	}
-	m.exited = make(chan struct{})
-	go func(c *exec.Cmd, done chan struct{}) { c.Wait(); close(done) }(m.cmd, m.exited)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", m.port), time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-m.exited:
-			log, _ := os.ReadFile(m.logPath)
-			m.t.Fatalf("mosquitto exited: %s", log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			m.t.Fatalf("mosquitto not listening on %d: %v", m.port, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// stop terminates the broker (SIGTERM: persistent state is saved) and waits.
-func (m *mosquitto) stop() {
-	if m.cmd == nil {
-		return
-	}
-	m.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-m.exited:
-	case <-time.After(10 * time.Second):
-		m.cmd.Process.Kill()
-		<-m.exited
-	}
-	m.cmd = nil
-}
 
 // subscriber records every message under a topic filter, with QoS 1 and a
 // persistent session so nothing is missed across a broker restart.
@@ -416,12 +310,4 @@ func (p *stallProxy) closeAll() {
 		c.Close()
 	}
 	p.conns = nil
-}
-
-func currentUser(t testing.TB) string {
-	u, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u.Username
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/edgeagent/edgeagent/broker/mosquittotest"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -82,8 +83,8 @@ func TestUplink_killedMidDrain(t *testing.T) {
 		t.Skip("spawns processes")
 	}
 	const n = 4000
-	m := startMosquitto(t, false)
-	sub := subscribe(t, m.url(), "edgeagent/gw1/alerts/#")
+	m := mosquittotest.Start(t, mosquittotest.Options{})
+	sub := subscribe(t, m.URL(), "edgeagent/gw1/alerts/#")
 	dbPath := filepath.Join(t.TempDir(), "edge.db")
 	as, want := alertBurst("k", n, 8)
 	func() {
@@ -95,7 +96,7 @@ func TestUplink_killedMidDrain(t *testing.T) {
 	}()
 
 	var out1 bytes.Buffer
-	c1 := startChild(t, dbPath, m.url(), 1, &out1) // window 1: slow enough to be caught mid-drain
+	c1 := startChild(t, dbPath, m.URL(), 1, &out1) // window 1: slow enough to be caught mid-drain
 	waitFor(t, 30*time.Second, "first deliveries", func() bool { return sub.distinct() >= 300 })
 	if err := c1.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -116,7 +117,7 @@ func TestUplink_killedMidDrain(t *testing.T) {
 	}
 
 	var out2 bytes.Buffer
-	c2 := startChild(t, dbPath, m.url(), 64, &out2)
+	c2 := startChild(t, dbPath, m.URL(), 64, &out2)
 	sub.waitDistinct(n, 60*time.Second)
 	stateFile := dbPath + ".state"
 	waitFor(t, 30*time.Second, "second run reports an empty outbox", func() bool {

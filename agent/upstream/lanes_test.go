@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"fmt"
+	"github.com/edgeagent/edgeagent/broker/mosquittotest"
 	"log/slog"
 	"net"
 	"testing"
@@ -109,7 +110,7 @@ func TestUplink_boundsEvictRollupsNeverAlerts(t *testing.T) {
 	}
 	ob.write(t, as[20:])
 	_, bytesBefore, _ := ob.OutboxStats()
-	dead := fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)) // nothing listens
+	dead := fmt.Sprintf("tcp://127.0.0.1:%d", mosquittotest.FreePort(t)) // nothing listens
 	u, reg := startUplink(t, ob, Options{URL: dead, MaxBytes: bytesBefore / 2})
 	waitFor(t, 10*time.Second, "eviction", func() bool { return u.State().Evicted > 0 })
 	es, err := ob.OutboxPeek(0, 1000)

@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"github.com/edgeagent/edgeagent/broker/mosquittotest"
 	"math/big"
 	"net"
 	"os"
@@ -73,7 +74,7 @@ func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
 // the plain TCP listener.
 func TestUplink_transports(t *testing.T) {
 	pki := newTestPKI(t)
-	ssl, wss, ws := freePort(t), freePort(t), freePort(t)
+	ssl, wss, ws := mosquittotest.FreePort(t), mosquittotest.FreePort(t), mosquittotest.FreePort(t)
 	tlsLines := func() []string {
 		return []string{"cafile " + pki.ca, "certfile " + pki.serverCert, "keyfile " + pki.serverKey,
 			"require_certificate true", "use_identity_as_username true"}
@@ -83,7 +84,7 @@ func TestUplink_transports(t *testing.T) {
 	extra = append(extra, fmt.Sprintf("listener %d 127.0.0.1", wss), "protocol websockets")
 	extra = append(extra, tlsLines()...)
 	extra = append(extra, fmt.Sprintf("listener %d 127.0.0.1", ws), "protocol websockets")
-	m := startMosquitto(t, false, extra...)
+	m := mosquittotest.Start(t, mosquittotest.Options{Extra: extra})
 
 	for i, tc := range []struct {
 		name string
@@ -96,7 +97,7 @@ func TestUplink_transports(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			gw := "gw" + tc.name
-			sub := subscribe(t, m.url(), "edgeagent/"+gw+"/alerts/#")
+			sub := subscribe(t, m.URL(), "edgeagent/"+gw+"/alerts/#")
 			ob := openStore(t, "")
 			as, want := alertBurst(tc.name, 300, 3)
 			for j := range as {

@@ -168,6 +168,19 @@ type Uplink struct {
 
 // New checks opts and returns an Uplink; nothing runs until Start.
 func New(ob Outbox, opts Options) (*Uplink, error) {
+	return build(ob, opts, nil)
+}
+
+// Successor returns an Uplink with new options (a config reload) that drains
+// the same outbox and counts into the same metrics, whatever
+// opts.Registerer says. The caller closes u, then starts the successor: the
+// outbox keeps every entry in between, so nothing is lost.
+func (u *Uplink) Successor(opts Options) (*Uplink, error) {
+	return build(u.outbox, opts, u.m)
+}
+
+// build checks opts; m nil means new metrics registered on opts.Registerer.
+func build(ob Outbox, opts Options, m *metrics) (*Uplink, error) {
 	opts.ensureDefaults()
 	if ob == nil {
 		return nil, errors.New("upstream: outbox is nil")
@@ -188,7 +201,7 @@ func New(ob Outbox, opts Options) (*Uplink, error) {
 		opts:    opts,
 		outbox:  ob,
 		log:     opts.Logger,
-		m:       newMetrics(opts.Registerer),
+		m:       m,
 		forward: map[string]bool{},
 		status:  opts.TopicPrefix + "/" + opts.Gateway + "/status",
 	}
@@ -207,6 +220,9 @@ func New(ob Outbox, opts Options) (*Uplink, error) {
 	// Load TLS material now so a bad file fails at start, not in the loop.
 	if _, err := up.tlsConfig(u); err != nil {
 		return nil, err
+	}
+	if up.m == nil {
+		up.m = newMetrics(opts.Registerer)
 	}
 	up.state = State{URL: redact(u), Since: time.Now()}
 	return up, nil

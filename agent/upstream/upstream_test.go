@@ -2,7 +2,7 @@ package upstream
 
 import (
 	"fmt"
-	"os/exec"
+	"github.com/edgeagent/edgeagent/broker/mosquittotest"
 	"strings"
 	"testing"
 	"time"
@@ -11,12 +11,12 @@ import (
 )
 
 func TestUplink_drainsBacklogInOrder(t *testing.T) {
-	m := startMosquitto(t, false)
-	sub := subscribe(t, m.url(), "edgeagent/gw1/#")
+	m := mosquittotest.Start(t, mosquittotest.Options{})
+	sub := subscribe(t, m.URL(), "edgeagent/gw1/#")
 	ob := openStore(t, "")
 	es, want := alertBurst("a", 2000, 7)
 	ob.write(t, es[:1900])
-	u, reg := startUplink(t, ob, Options{URL: m.url(), Window: 64})
+	u, reg := startUplink(t, ob, Options{URL: m.URL(), Window: 64})
 	// more while draining: the notification wakes the drain
 	for _, a := range es[1900:] {
 		ob.write(t, []agent.Alert{a})
@@ -53,12 +53,12 @@ func TestUplink_drainsBacklogInOrder(t *testing.T) {
 }
 
 func TestUplink_birthAndWill(t *testing.T) {
-	m := startMosquitto(t, false)
+	m := mosquittotest.Start(t, mosquittotest.Options{})
 	ob := openStore(t, "")
-	u, _ := startUplink(t, ob, Options{URL: m.url(), TopicPrefix: "plant", Gateway: "gw9"})
+	u, _ := startUplink(t, ob, Options{URL: m.URL(), TopicPrefix: "plant", Gateway: "gw9"})
 	waitFor(t, 10*time.Second, "connected", func() bool { return u.State().Connected })
 	// A late subscriber gets the retained birth.
-	sub := subscribe(t, m.url(), "plant/gw9/status")
+	sub := subscribe(t, m.URL(), "plant/gw9/status")
 	waitFor(t, 5*time.Second, "retained online", func() bool {
 		sub.mu.Lock()
 		defer sub.mu.Unlock()
@@ -74,10 +74,10 @@ func TestUplink_birthAndWill(t *testing.T) {
 // TestUplink_willOnStall: a link that dies without DISCONNECT makes the broker
 // publish the retained last will.
 func TestUplink_closePublishesOffline(t *testing.T) {
-	m := startMosquitto(t, false)
+	m := mosquittotest.Start(t, mosquittotest.Options{})
 	ob := openStore(t, "")
-	sub := subscribe(t, m.url(), "edgeagent/gw1/status")
-	u, _ := startUplink(t, ob, Options{URL: m.url()})
+	sub := subscribe(t, m.URL(), "edgeagent/gw1/status")
+	u, _ := startUplink(t, ob, Options{URL: m.URL()})
 	waitFor(t, 10*time.Second, "connected", func() bool { return u.State().Connected })
 	if err := u.Close(t.Context()); err != nil {
 		t.Fatal(err)
@@ -93,10 +93,10 @@ func TestUplink_closePublishesOffline(t *testing.T) {
 }
 
 func TestUplink_brokerRestartDuringBurst(t *testing.T) {
-	m := startMosquitto(t, true)
-	sub := subscribe(t, m.url(), "edgeagent/gw1/alerts/#")
+	m := mosquittotest.Start(t, mosquittotest.Options{Persistent: true})
+	sub := subscribe(t, m.URL(), "edgeagent/gw1/alerts/#")
 	ob := openStore(t, "")
-	u, reg := startUplink(t, ob, Options{URL: m.url(), Window: 32})
+	u, reg := startUplink(t, ob, Options{URL: m.URL(), Window: 32})
 	waitFor(t, 10*time.Second, "connected", func() bool { return u.State().Connected })
 	es, want := alertBurst("r", 3000, 5)
 	// Burst in commits of 10, as the group commit would; stop the broker a
@@ -104,7 +104,7 @@ func TestUplink_brokerRestartDuringBurst(t *testing.T) {
 	for i := 0; i < len(es); i += 10 {
 		ob.write(t, es[i:i+10])
 		if i == 1000 {
-			m.stop()
+			m.Stop()
 			waitFor(t, 10*time.Second, "disconnected", func() bool { return !u.State().Connected })
 		}
 	}
@@ -115,13 +115,11 @@ func TestUplink_brokerRestartDuringBurst(t *testing.T) {
 		t.Error("Ready() = nil while the broker is down")
 	}
 	time.Sleep(300 * time.Millisecond) // a few failed connects with backoff
-	m.start()
+	m.Start()
 	t.Cleanup(func() {
 		if t.Failed() {
 			d, _, _ := ob.OutboxStats()
-			t.Logf("outbox depth %d published %v received %d log %s", d, counter(t, reg, "edgeagent_upstream_published_total"), sub.received(), m.logPath)
-			out, _ := exec.Command("tail", "-30", m.logPath).Output()
-			t.Logf("%s", out)
+			t.Logf("outbox depth %d published %v received %d\nmosquitto log:\n%s", d, counter(t, reg, "edgeagent_upstream_published_total"), sub.received(), m.Log())
 		}
 	})
 	sub.waitDistinct(len(es), 20*time.Second)
@@ -141,9 +139,9 @@ func TestUplink_brokerRestartDuringBurst(t *testing.T) {
 }
 
 func TestUplink_stalledLinkIsRecycled(t *testing.T) {
-	m := startMosquitto(t, false)
-	sub := subscribe(t, m.url(), "edgeagent/gw1/alerts/#")
-	p := newStallProxy(t, fmt.Sprintf("127.0.0.1:%d", m.port))
+	m := mosquittotest.Start(t, mosquittotest.Options{})
+	sub := subscribe(t, m.URL(), "edgeagent/gw1/alerts/#")
+	p := newStallProxy(t, fmt.Sprintf("127.0.0.1:%d", m.Port))
 	ob := openStore(t, "")
 	u, reg := startUplink(t, ob, Options{URL: p.url(), Window: 16, AckTimeout: 500 * time.Millisecond,
 		ConnectTimeout: 500 * time.Millisecond, KeepAlive: time.Minute})
@@ -182,8 +180,8 @@ func TestUplink_stalledLinkIsRecycled(t *testing.T) {
 // checks that a subscriber received every alert (the broker dropped none).
 func BenchmarkUplink_drain100k(b *testing.B) {
 	const n = 100_000
-	m := startMosquitto(b, false)
-	sub := subscribe(b, m.url(), "edgeagent/gw1/alerts/#")
+	m := mosquittotest.Start(b, mosquittotest.Options{})
+	sub := subscribe(b, m.URL(), "edgeagent/gw1/alerts/#")
 	iter := 0
 	for b.Loop() {
 		b.StopTimer()
@@ -193,7 +191,7 @@ func BenchmarkUplink_drain100k(b *testing.B) {
 		iter++
 		b.StartTimer()
 		start := time.Now()
-		u, err := New(ob, Options{URL: m.url(), Gateway: "gw1", Window: 256})
+		u, err := New(ob, Options{URL: m.URL(), Gateway: "gw1", Window: 256})
 		if err != nil {
 			b.Fatal(err)
 		}

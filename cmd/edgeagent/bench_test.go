@@ -97,7 +97,7 @@ func TestBench_agentCountsMatchPublished(t *testing.T) {
 	var out, errOut bytes.Buffer
 	err := runBench(context.Background(), []string{
 		"--broker", "tcp://" + app.MQTTAddr(), "--metrics", "http://" + app.HTTPAddr() + "/metrics",
-		"--clients", "4", "--sensors", "200", "--count", "5003", "--qos", "1", "--compare-bare", "--bare-bin", buildAgent(t),
+		"--clients", "4", "--sensors", "200", "--count", "5003", "--qos", "1", "--compare-bare", "--bare-bin", buildNativeAgent(t),
 	}, &out, &errOut)
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, errOut.String())

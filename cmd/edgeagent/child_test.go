@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func buildAgent(t *testing.T) string {
+func buildNativeAgent(t *testing.T) string {
 	t.Helper()
 	agentBin.once.Do(func() {
 		agentBin.dir, agentBin.err = os.MkdirTemp("", "edgeagent-bin-")
@@ -67,7 +67,7 @@ var startedLine = regexp.MustCompile(`edgeagent started.*mqtt=([0-9.:]+) http=([
 // ends if it is still running.
 func startChild(t *testing.T, dir, cfg string) *child {
 	t.Helper()
-	bin := buildAgent(t)
+	bin := buildNativeAgent(t)
 	path := filepath.Join(dir, "edgeagent.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

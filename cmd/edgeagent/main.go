@@ -59,6 +59,7 @@ func commands() []command {
 		{"bench", "load an agent over MQTT and report throughput, latency, CPU and memory", runBench},
 		{"config", "config check FILE: validate a config and print the effective one", runConfig},
 		{"passwd", "print a bcrypt hash for mqtt.users[].password_hash", runPasswd},
+		{"health", "ask a running agent whether it is ready (exit 0) or not (exit 1)", runHealth},
 		{"version", "print the version", runVersion},
 	}
 }

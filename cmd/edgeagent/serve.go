@@ -9,8 +9,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +27,7 @@ import (
 	"github.com/edgeagent/edgeagent/agent/sim"
 	"github.com/edgeagent/edgeagent/agent/upstream"
 	"github.com/edgeagent/edgeagent/broker"
+	"github.com/edgeagent/edgeagent/cmd/edgeagent/internal/sdnotify"
 	"github.com/edgeagent/edgeagent/storage"
 )
 
@@ -40,19 +44,59 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	logger := newLogger(cfg.Log, stderr)
+	level := new(slog.LevelVar)
+	logger := newLeveledLogger(cfg.Log, level, stderr)
+	notifier := sdnotify.FromEnv()
+	watchdog, err := sdnotify.WatchdogInterval()
+	if err != nil {
+		logger.Warn("systemd watchdog off", "err", err)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP) // before Start: an early reload is not fatal
+	defer signal.Stop(hup)
+
 	app := NewApp(cfg, AppOptions{Logger: logger, Simulate: *simulate, SimulateRate: *simRate, ResetDB: *resetDB})
 	if err := app.Start(ctx); err != nil {
 		return errors.Join(err, app.Close())
 	}
-	<-ctx.Done()
+	status := newStatusLine(app.Registry(), cfg.Upstream.URL != "")
+	if err := notifier.Ready("started: " + status.String()); err != nil {
+		logger.Warn("sd_notify READY", "err", err)
+	}
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	var loop sync.WaitGroup
+	loop.Go(func() {
+		sdnotify.Loop(loopCtx, sdnotify.LoopOptions{
+			Notifier: notifier, Timeout: watchdog,
+			Healthy: func() error { return app.progressing(stallFor(watchdog)) },
+			Status:  status.String, StatusInterval: statusEvery(watchdog),
+			Logger: logger.With("component", "watchdog"),
+		})
+	})
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case <-hup:
+			_ = notifier.Reloading()
+			rep, err := app.reload(*cfgPath, level)
+			logReload(logger, *cfgPath, rep, err)
+			_ = notifier.Ready("")
+		}
+	}
 	logger.Info("shutting down")
+	_ = notifier.Stopping()
+	stopLoop()
+	loop.Wait()
 	return app.Close()
 }
 
-func newLogger(c config.LogConfig, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level))
+// newLeveledLogger sets level from the config and returns a logger that
+// follows level, so a reload can change it in place.
+func newLeveledLogger(c config.LogConfig, level *slog.LevelVar, w io.Writer) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(c.Level))
+	level.Set(l)
 	ho := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, ho))
@@ -79,9 +123,10 @@ type App struct {
 	reg  *prometheus.Registry
 
 	store      *storage.DB
-	uplink     *upstream.Uplink // nil without upstream.url
+	uplink     atomic.Pointer[upstream.Uplink] // nil without upstream.url; a reload swaps it
 	pipeline   *agent.Pipeline
 	intake     *agent.Intake
+	decoder    *ingest.Decoder
 	broker     *broker.Broker
 	external   *broker.External
 	api        *api.Server
@@ -147,12 +192,13 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 	// The uplink drains what a previous run left in the outbox at once.
-	a.uplink, err = newUplink(cfg, a.store, a.log.With("component", "upstream"), a.reg)
+	uplink, err := newUplink(cfg, a.store, a.log.With("component", "upstream"), a.reg)
 	if err != nil {
 		return err
 	}
-	if a.uplink != nil {
-		a.uplink.Start(context.Background())
+	if uplink != nil {
+		uplink.Start(context.Background())
+		a.uplink.Store(uplink)
 	}
 
 	rules, err := anomaly.RulesFromConfig(cfg.Rules)
@@ -160,7 +206,7 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 	engineMetrics := anomaly.NewMetrics(a.reg)
-	engineOpts := anomaly.Options{Rules: rules, Gateway: cfg.GatewayID, Metrics: engineMetrics}
+	engineOpts := anomaly.Options{Rules: rules, Gateway: cfg.GatewayID, Metrics: engineMetrics, Devices: anomaly.NewDevices()}
 	if _, err := anomaly.New(engineOpts); err != nil {
 		return err
 	}
@@ -194,14 +240,21 @@ func (a *App) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.decoder = dec
+	registerIngestMetrics(a.reg, dec)
 	for _, r := range ingest.Reasons {
 		a.pipeline.Metrics().Counted(string(r))
 	}
 	a.intake = agent.NewIntake(a.pipeline, dec, cfg.MQTT.AckTimeout)
+	// A retained message is a replay (last-known state, agent.FlagRetained)
+	// only when a subscription delivers it: from an external broker. The
+	// embedded broker hands over client publishes, which are always fresh,
+	// even with the retain flag (ESPHome retains every state).
+	replays := !cfg.MQTT.Embedded
 	handler := func(ctx context.Context, m broker.Message) error {
 		return a.intake.Ingest(ctx, agent.Message{
 			Topic: m.Topic, Payload: m.Payload, ClientID: m.ClientID,
-			Durable: m.QoS > 0, Retained: m.Retained,
+			Durable: m.QoS > 0, Retained: m.Retained && replays,
 		})
 	}
 
@@ -245,6 +298,7 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	a.api = api.New(api.Options{
 		Checks:     a.readyChecks(),
+		Notes:      a.readyNotes(),
 		Gatherer:   a.reg,
 		Registerer: a.reg,
 		Logger:     a.log.With("component", "http"),
@@ -286,14 +340,14 @@ func (a *App) Start(ctx context.Context) error {
 			return out
 		},
 		Status: func(context.Context) api.StatusExtra {
-			st := api.StatusExtra{DBSize: a.store.Size(), Uplink: api.UplinkStatus{State: "disabled"}}
+			st := api.StatusExtra{DBSize: a.store.Size(), Uplink: api.UplinkStatus{State: "disabled"}, Ingest: ingestStatus(a.decoder)}
 			if a.broker != nil {
 				st.MQTTClients = a.broker.ClientsConnected()
 			}
 			if cfg.Upstream.URL != "" {
 				depth, bytes, oldest := a.store.OutboxStats()
 				st.Outbox = api.OutboxStatus{Depth: int64(depth), Bytes: bytes, Oldest: oldest}
-				st.Uplink.State = "unknown" // TODO(integrator): the upstream client's state
+				st.Uplink = uplinkStatus(a.uplink.Load().State())
 			}
 			return st
 		},
@@ -361,10 +415,27 @@ func (a *App) readyChecks() map[string]api.Check {
 	if a.external != nil {
 		checks["external_broker"] = a.external.Ready
 	}
-	if a.uplink != nil {
-		checks["upstream"] = a.uplink.Ready
-	}
 	return checks
+}
+
+// readyNotes are reported by /readyz without failing it.
+func (a *App) readyNotes() map[string]api.Check {
+	if a.uplink.Load() == nil {
+		return nil
+	}
+	return map[string]api.Check{"upstream": func() error { return a.uplink.Load().Ready() }}
+}
+
+// uplinkStatus maps the uplink's state to the status API's words.
+func uplinkStatus(s upstream.State) api.UplinkStatus {
+	st := api.UplinkStatus{State: "connecting", Since: s.Since, LastError: s.LastError}
+	switch {
+	case s.Connected:
+		st.State = "connected"
+	case s.LastError != "":
+		st.State = "down"
+	}
+	return st
 }
 
 // MQTTAddr is the embedded broker's TCP address, or "" without one.
@@ -407,8 +478,8 @@ func (a *App) Close() error {
 	if a.pipeline != nil {
 		errs = append(errs, a.pipeline.Close(ctx))
 	}
-	if a.uplink != nil { // the outbox lives in storage: stop before it closes
-		errs = append(errs, a.uplink.Close(ctx))
+	if u := a.uplink.Load(); u != nil { // the outbox lives in storage: stop before it closes
+		errs = append(errs, u.Close(ctx))
 	}
 	if a.store != nil {
 		errs = append(errs, a.store.Close())

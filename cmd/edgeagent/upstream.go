@@ -27,15 +27,24 @@ func (s storageOutbox) OutboxPeek(after uint64, n int) ([]upstream.Entry, error)
 // is empty. Storage enforces outbox_max_bytes/outbox_max_age at enqueue time
 // (it owns the outbox), so the uplink's own bounds stay off.
 func newUplink(cfg config.Config, db *storage.DB, log *slog.Logger, reg prometheus.Registerer) (*upstream.Uplink, error) {
-	c := cfg.Upstream
-	if c.URL == "" {
+	if cfg.Upstream.URL == "" {
 		return nil, nil
 	}
-	password, err := readSecret(c.PasswordFile, "upstream.password_file")
+	opts, err := uplinkOptions(cfg, log, reg)
 	if err != nil {
 		return nil, err
 	}
-	return upstream.New(storageOutbox{db}, upstream.Options{
+	return upstream.New(storageOutbox{db}, opts)
+}
+
+// uplinkOptions copies the upstream config into the uplink's options.
+func uplinkOptions(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (upstream.Options, error) {
+	c := cfg.Upstream
+	password, err := readSecret(c.PasswordFile, "upstream.password_file")
+	if err != nil {
+		return upstream.Options{}, err
+	}
+	return upstream.Options{
 		URL: c.URL, Gateway: cfg.GatewayID, ClientID: c.ClientID,
 		Username: c.Username, Password: password,
 		CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile,
@@ -43,5 +52,5 @@ func newUplink(cfg config.Config, db *storage.DB, log *slog.Logger, reg promethe
 		KeepAlive: c.KeepAlive, ConnectTimeout: c.ConnectTimeout, AckTimeout: c.AckTimeout,
 		Window: c.MaxInflight, MinBackoff: c.BackoffMin, MaxBackoff: c.BackoffMax,
 		Logger: log, Registerer: reg,
-	})
+	}, nil
 }

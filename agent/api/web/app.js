@@ -60,6 +60,11 @@
     $("st-outbox").className = "pill " + (s.outbox.depth > 0 ? "bad" : "");
     $("st-disk").textContent = "disk " + fmtBytes(s.db_bytes || 0);
     $("st-rate").textContent = s.sensors + " sensors · " + s.readings.processed + " readings · " + s.open_alerts + " alerting";
+    const bad = (s.ingest && s.ingest.unsupported_templates) || [];
+    const tpl = $("st-templates");
+    tpl.hidden = bad.length === 0;
+    tpl.textContent = bad.length + " unsupported template" + (bad.length === 1 ? "" : "s");
+    tpl.title = bad.map((u) => u.sensor + ": " + u.template + " (" + u.why + ")").join("\n");
   }
 
   // ---- sensor list ----
