@@ -13,7 +13,7 @@ TEST_DEPS := /usr/sbin/mosquitto:mosquitto /usr/bin/mosquitto_pub:mosquitto-clie
 	/usr/bin/chromium:chromium /usr/bin/qemu-aarch64-static:qemu-user-static \
 	/usr/bin/systemd-analyze:systemd
 
-.PHONY: help build run test test-short deps bench lint cross clean check-systemd check-deb install uninstall deb eval
+.PHONY: help build run test test-short deps bench soak eval lint cross clean check-systemd check-deb install uninstall deb
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -38,9 +38,16 @@ test: deps lint check-systemd check-deb ## Install what the tests need, lint, un
 test-short: ## Unit tests without the slow end-to-end ones
 	$(GO) test -short ./...
 
-bench: build ## Go micro-benchmarks; results in bench/results.txt
+bench: build ## Micro-benchmarks and end-to-end runs (agent vs bare broker, same load); bench/results.txt (~7 min)
 	@mkdir -p bench
-	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./... | tee bench/results.txt
+	set -o pipefail; { \
+	  $(GO) test -run '^$$' -bench . -benchmem -benchtime 100ms -count 3 ./agent/... ./broker/ && \
+	  $(GO) test -run '^$$' -bench 'Append$$' -benchmem -benchtime 50000x -count 3 ./storage/ && \
+	  $(GO) test -run '^$$' -bench 'App_endToEnd' -benchtime 100000x -count 3 ./cmd/edgeagent/ && \
+	  DUR=15s bench/e2e.sh; } 2>&1 | tee bench/results.txt
+
+soak: build ## 30 min at 5,000 readings/s over 5,000 sensors with alerts; CSV in bench/soak.csv; fails on growth (not in make test)
+	SOAK_DURATION=30m SOAK_CSV=$(CURDIR)/bench/soak.csv $(GO) test -run '^TestSoak$$' -count 1 -timeout 45m -v ./cmd/edgeagent/
 
 lint: ## gofmt, go vet, staticcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -d $$(git ls-files '*.go'); exit 1; }

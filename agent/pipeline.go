@@ -426,18 +426,21 @@ func (s *shard) process() {
 	s.results = s.results[:0]
 	s.alerts = s.alerts[:0]
 	for _, r := range s.batch {
-		var res Result
+		// Fill the result in place: a local passed by pointer to the Stage
+		// interface would escape, one heap allocation per reading.
+		s.results = append(s.results, Result{})
+		res := &s.results[len(s.results)-1]
 		if s.stage != nil {
-			s.alerts = s.stage.Process(r, &res, s.alerts)
+			s.alerts = s.stage.Process(r, res, s.alerts)
 		} else {
-			res = Result{Reading: r, Raw: r.Value}
+			*res = Result{Reading: r, Raw: r.Value}
 		}
-		s.track(&res)
-		s.results = append(s.results, res)
+		s.track(res)
 	}
 	s.p.metrics.processedN(len(s.batch))
 	s.emit(s.results)
 	clear(s.batch)
+	clear(s.results) // drop Commit and string references until the next batch
 }
 
 // track updates the shard's per-sensor summary.

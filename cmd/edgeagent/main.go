@@ -57,6 +57,7 @@ func commands() []command {
 		{"serve", "run the agent (embedded broker, pipeline, storage, HTTP)", runServe},
 		{"simulate", "publish simulated sensor readings over MQTT", runSimulate},
 		{"eval", "replay CSV series through the detectors and score them with NAB's method", runEval},
+		{"bench", "load an agent over MQTT and report throughput, latency, CPU and memory", runBench},
 		{"config", "config check FILE: validate a config and print the effective one", runConfig},
 		{"passwd", "print a bcrypt hash for mqtt.users[].password_hash", runPasswd},
 		{"health", "ask a running agent whether it is ready (exit 0) or not (exit 1)", runHealth},

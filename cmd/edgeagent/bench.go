@@ -1,0 +1,375 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/edgeagent/edgeagent/agent/loadgen"
+	"github.com/edgeagent/edgeagent/broker"
+)
+
+// benchReport is the outcome of one measured run (agent or bare broker).
+type benchReport struct {
+	Mode      string // "agent" or "bare"
+	QoS       byte
+	Clients   int
+	Sensors   int
+	Rate      float64 // requested total rate; 0 = as fast as accepted
+	Gen       loadgen.Result
+	Processed int64         // readings the agent (or bare hook) processed during the run
+	ProcTime  time.Duration // first publish until the last reading was processed
+	Rejected  int64
+	Dropped   int64
+	Lost      int64 // published - processed - rejected (never negative)
+	// E2E are publish -> processed -> streamed latencies from the live
+	// stream (/ws), sorted; StreamNote says why there are none.
+	E2E        []time.Duration
+	StreamNote string
+
+	// The agent process (from /proc when local, else from its process_* metrics).
+	CPU          time.Duration
+	PeakRSS      int64 // bytes; 0 when unknown
+	RSS          int64 // bytes after the run
+	RSSAnon      int64 // of which anonymous (heap, stacks); the rest is mostly the bbolt mmap
+	BytesWritten float64
+	GenCPU       time.Duration // the load generator's own CPU time
+}
+
+func (r benchReport) processedRate() float64 {
+	if r.ProcTime <= 0 {
+		return 0
+	}
+	return float64(r.Processed) / r.ProcTime.Seconds()
+}
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("bench", "bench [--broker URL] [--clients N] [--sensors N] [--rate R] [--duration D] [--qos 0|1] [--metrics URL] [--pid PID] [--bare | --compare-bare]", stderr)
+	o := loadgen.Options{}
+	fs.StringVar(&o.Broker, "broker", "tcp://127.0.0.1:1883", "MQTT broker URL of the agent")
+	fs.IntVar(&o.Clients, "clients", 8, "MQTT connections publishing in parallel")
+	fs.IntVar(&o.Sensors, "sensors", 1000, "distinct sensor ids, split over the clients")
+	fs.IntVar(&o.SensorBase, "sensor-base", 0, "first sensor number (use disjoint ranges for separate runs)")
+	fs.Float64Var(&o.Rate, "rate", 0, "total readings per second over all clients; 0 = as fast as accepted")
+	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "how long to publish")
+	fs.Int64Var(&o.Count, "count", 0, "publish exactly this many readings instead of for --duration")
+	fs.IntVar(&o.Inflight, "inflight", 64, "QoS 1 publishes awaiting PUBACK per client")
+	fs.Float64Var(&o.AnomalyRate, "anomaly-rate", 0, "chance per reading that a simulated anomaly starts (alerts)")
+	fs.StringVar(&o.Username, "username", "", "MQTT username")
+	fs.StringVar(&o.Password, "password", "", "MQTT password")
+	qos := fs.Uint("qos", 0, "QoS of the publishes (0 or 1)")
+	metricsURL := fs.String("metrics", "http://127.0.0.1:8080/metrics", "the agent's /metrics URL (\"\": don't read counters)")
+	pid := fs.Int("pid", 0, "the agent's pid for CPU and peak RSS (0: find the process listening on the metrics port; -1: none)")
+	bare := fs.Bool("bare", false, "measure only a bare embedded broker (no pipeline, a counting hook) run as a child process")
+	compare := fs.Bool("compare-bare", false, "run the same load against a bare embedded broker first and print agent/bare")
+	bareServe := fs.Bool("bare-serve", false, "internal: be the bare broker (prints its addresses, serves /metrics, runs until stopped)")
+	bareBin := fs.String("bare-bin", "", "internal: the edgeagent binary that serves the bare broker (default: this one)")
+	settle := fs.Duration("settle", 15*time.Second, "longest wait for the agent to finish processing after publishing stops")
+	wsURL := fs.String("ws", "", "the agent's live stream for end-to-end latency (default: /ws next to --metrics; \"off\": none)")
+	wsSensors := fs.String("ws-sensors", "sim-*-0??", "glob of the sensors whose readings the stream carries (default: 1 in 10 of 1000)")
+	token := fs.String("token", "", "API token for /ws (not needed on a loopback listener without http.token_file)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *qos > 1 {
+		return fmt.Errorf("bench: --qos %d: want 0 or 1", *qos)
+	}
+	o.QoS = byte(*qos)
+	o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	if *bareServe {
+		return serveBare(ctx, o.Clients, stdout)
+	}
+	var bareRep *benchReport
+	if *bare || *compare {
+		r, err := benchBare(ctx, o, *bareBin, *settle)
+		if err != nil {
+			return err
+		}
+		printReport(stdout, r)
+		bareRep = &r
+		if *bare {
+			return nil
+		}
+	}
+	stream := *wsURL
+	if stream == "" && *metricsURL != "" {
+		if u, err := url.Parse(*metricsURL); err == nil {
+			u.Scheme = map[string]string{"https": "wss"}[u.Scheme]
+			if u.Scheme == "" {
+				u.Scheme = "ws"
+			}
+			u.Path = "/ws"
+			u.RawQuery = url.Values{"sensor": {*wsSensors}, "rate": {"50"}}.Encode()
+			stream = u.String()
+		}
+	}
+	if stream == "off" {
+		stream = ""
+	}
+	r, err := benchAgent(ctx, o, *metricsURL, *pid, *settle, stream, *token)
+	if err != nil {
+		return err
+	}
+	printReport(stdout, r)
+	if bareRep != nil && bareRep.processedRate() > 0 {
+		fmt.Fprintf(stdout, "RATIO agent/bare processed=%.3f (agent %.0f/s, bare %.0f/s)\n",
+			r.processedRate()/bareRep.processedRate(), r.processedRate(), bareRep.processedRate())
+	}
+	return nil
+}
+
+// benchBare starts `edgeagent bench --bare-serve` (the embedded mochi broker
+// with a Handler that only counts, and /metrics) as a child process and runs
+// the same load and meter against it as against the agent: same topology
+// (generator and broker in separate processes), without the pipeline.
+func benchBare(ctx context.Context, o loadgen.Options, bin string, settle time.Duration) (benchReport, error) {
+	if bin == "" {
+		var err error
+		if bin, err = os.Executable(); err != nil {
+			return benchReport{}, fmt.Errorf("bench: bare broker: %w", err)
+		}
+	}
+	cmd := exec.Command(bin, "bench", "--bare-serve", "--clients", strconv.Itoa(o.Clients))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM} // never outlive the meter
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return benchReport{}, err
+	}
+	if err := cmd.Start(); err != nil {
+		return benchReport{}, fmt.Errorf("bench: bare broker: %w", err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	var mqttAddr, httpAddr string
+	if _, serr := fmt.Sscanf(line, "bare broker mqtt=%s http=%s", &mqttAddr, &httpAddr); err != nil || serr != nil {
+		return benchReport{}, fmt.Errorf("bench: bare broker did not start: %q %v %v", line, err, serr)
+	}
+	o.Broker = "tcp://" + mqttAddr
+	o.ClientID = "edgeagent-bench-bare"
+	rep, err := benchAgent(ctx, o, "http://"+httpAddr+"/metrics", cmd.Process.Pid, settle, "", "")
+	rep.Mode = "bare"
+	return rep, err
+}
+
+// serveBare is the bare broker process: mochi with a counting Handler, and
+// /metrics with that count and the process collector.
+func serveBare(ctx context.Context, clients int, stdout io.Writer) error {
+	reg := prometheus.NewRegistry()
+	count := prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeagent_readings_processed_total", Help: "Publishes counted by the bare broker's hook."})
+	reg.MustRegister(count, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	b, err := broker.New(broker.Options{
+		Listen: "127.0.0.1:0", AllowAnonymous: true, MaxClients: clients + 16,
+		Handler: func(context.Context, broker.Message) error { count.Inc(); return nil },
+	})
+	if err != nil {
+		return err
+	}
+	if err := b.Start(ctx); err != nil {
+		return err
+	}
+	defer b.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	fmt.Fprintf(stdout, "bare broker mqtt=%s http=%s\n", b.Addr("tcp"), ln.Addr())
+	<-ctx.Done()
+	return nil
+}
+
+// benchAgent runs the load against a running agent and reads its counters
+// and (when local) its process.
+func benchAgent(ctx context.Context, o loadgen.Options, metricsURL string, pid int, settle time.Duration, wsURL, token string) (benchReport, error) {
+	rep := benchReport{Mode: "agent", QoS: o.QoS, Clients: o.Clients, Sensors: o.Sensors, Rate: o.Rate}
+	if metricsURL == "" {
+		res, err := loadgen.Run(ctx, o)
+		rep.Gen = res
+		return rep, err
+	}
+	if pid == 0 {
+		if u, err := url.Parse(metricsURL); err == nil {
+			if _, port, err := net.SplitHostPort(u.Host); err == nil {
+				p, _ := strconv.Atoi(port)
+				if found, err := loadgen.FindListener(p); err == nil {
+					pid = found
+				}
+			}
+		}
+	}
+	before, err := loadgen.Scrape(ctx, metricsURL)
+	if err != nil {
+		return rep, fmt.Errorf("bench: %w", err)
+	}
+	var p0 loadgen.Proc
+	if pid > 0 {
+		if p0, err = loadgen.ReadProc(pid); err != nil {
+			pid = -1
+		}
+	}
+	done := func(s loadgen.Samples) int64 {
+		return int64(s.Sum("edgeagent_readings_processed_total") + s.Sum("edgeagent_readings_rejected_total") -
+			before.Sum("edgeagent_readings_processed_total") - before.Sum("edgeagent_readings_rejected_total"))
+	}
+	var stream *loadgen.Stream
+	if wsURL != "" {
+		if stream, err = loadgen.OpenStream(ctx, wsURL, token); err != nil {
+			rep.StreamNote = err.Error()
+		}
+	}
+	cpu0 := selfCPU()
+	start := time.Now()
+	if stream != nil {
+		stream.Reset(start.Truncate(time.Millisecond))
+	}
+	res, err := loadgen.Run(ctx, o)
+	if err != nil {
+		if stream != nil {
+			stream.Close()
+		}
+		return rep, err
+	}
+	rep.Gen = res
+	rep.GenCPU = selfCPU() - cpu0
+	end := waitSettled(ctx, settle, func() (int64, error) {
+		s, err := loadgen.Scrape(ctx, metricsURL)
+		if err != nil {
+			return 0, err
+		}
+		return done(s), nil
+	}, res.Published)
+	if stream != nil {
+		time.Sleep(100 * time.Millisecond) // the last coalesced frames
+		var serr error
+		rep.E2E, serr = stream.Close()
+		if serr != nil {
+			rep.StreamNote = "stream ended early: " + serr.Error()
+		}
+	}
+	after, err := loadgen.Scrape(ctx, metricsURL)
+	if err != nil {
+		return rep, fmt.Errorf("bench: %w", err)
+	}
+	delta := func(name string) float64 { return after.Sum(name) - before.Sum(name) }
+	rep.Processed = int64(delta("edgeagent_readings_processed_total"))
+	rep.Rejected = int64(delta("edgeagent_readings_rejected_total"))
+	rep.Dropped = int64(delta("edgeagent_mqtt_messages_dropped_total") + delta("edgeagent_storage_dropped_total"))
+	rep.Lost = max(res.Published-rep.Processed-rep.Rejected, 0)
+	rep.BytesWritten = delta("edgeagent_storage_bytes_written_total")
+	// The processing ended no later than the last completed publish or the
+	// poll that saw the counters settle, whichever is later.
+	rep.ProcTime = max(end.Sub(start), res.Elapsed)
+	rep.CPU = time.Duration(delta("process_cpu_seconds_total") * float64(time.Second))
+	rep.RSS = int64(after.Sum("process_resident_memory_bytes"))
+	if pid > 0 {
+		if p1, err := loadgen.ReadProc(pid); err == nil {
+			rep.CPU, rep.RSS, rep.PeakRSS, rep.RSSAnon = p1.CPU-p0.CPU, p1.RSS, p1.PeakRSS, p1.RSSAnon
+		}
+	}
+	return rep, nil
+}
+
+// waitSettled polls count until it reaches want or stops rising for a second
+// (or timeout passes) and returns when it last rose.
+func waitSettled(ctx context.Context, timeout time.Duration, count func() (int64, error), want int64) time.Time {
+	deadline := time.Now().Add(timeout)
+	lastN, lastAt := int64(-1), time.Now()
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		n, err := count()
+		now := time.Now()
+		if err == nil && n != lastN {
+			lastN, lastAt = n, now
+		}
+		if lastN >= want || now.Sub(lastAt) > time.Second {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return lastAt
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func printReport(w io.Writer, r benchReport) {
+	rate := "max"
+	if r.Rate > 0 {
+		rate = strconv.FormatFloat(r.Rate, 'f', 0, 64) + "/s"
+	}
+	fmt.Fprintf(w, "== %s: qos %d, %d clients, %d sensors, rate %s\n", r.Mode, r.QoS, r.Clients, r.Sensors, rate)
+	fmt.Fprintf(w, "  offered     %9d readings in %6.2fs = %9.0f readings/s (published by the generator: written at QoS 0, PUBACKed at QoS 1)\n",
+		r.Gen.Published, r.Gen.Elapsed.Seconds(), r.Gen.Rate())
+	fmt.Fprintf(w, "  processed   %9d readings in %6.2fs = %9.0f readings/s\n", r.Processed, r.ProcTime.Seconds(), r.processedRate())
+	fmt.Fprintf(w, "  rejected %d, dropped %d, lost %d, publish errors %d\n", r.Rejected, r.Dropped, r.Lost, r.Gen.Failed)
+	if len(r.Gen.Latency) > 0 {
+		what := "publish -> PUBACK; the agent acknowledges QoS 1 only after the bbolt commit, so this is publish -> durable"
+		if r.Mode == "bare" {
+			what = "publish -> PUBACK (the counting hook returns at once)"
+		}
+		fmt.Fprintf(w, "  latency     p50 %v  p99 %v  max %v  (%d samples; %s)\n",
+			loadgen.Quantile(r.Gen.Latency, 0.5).Round(time.Microsecond), loadgen.Quantile(r.Gen.Latency, 0.99).Round(time.Microsecond),
+			r.Gen.Latency[len(r.Gen.Latency)-1].Round(time.Microsecond), len(r.Gen.Latency), what)
+	}
+	if len(r.E2E) > 0 {
+		fmt.Fprintf(w, "  e2e latency p50 %v  p99 %v  max %v  (%d readings of the sampled sensors via /ws: publish -> processed -> streamed, 1 ms resolution)\n",
+			loadgen.Quantile(r.E2E, 0.5).Round(100*time.Microsecond), loadgen.Quantile(r.E2E, 0.99).Round(100*time.Microsecond),
+			r.E2E[len(r.E2E)-1].Round(100*time.Microsecond), len(r.E2E))
+	}
+	if r.StreamNote != "" {
+		fmt.Fprintf(w, "  e2e latency not measured: %s\n", r.StreamNote)
+	}
+	if r.Processed > 0 {
+		fmt.Fprintf(w, "  %s CPU   %.2fs = %.0f%% of one core over %.1fs; %.2f µs CPU per reading\n",
+			r.Mode, r.CPU.Seconds(), 100*r.CPU.Seconds()/r.ProcTime.Seconds(), r.ProcTime.Seconds(),
+			float64(r.CPU.Microseconds())/float64(r.Processed))
+		if r.PeakRSS > 0 {
+			fmt.Fprintf(w, "  %s RSS   peak %.1f MB (VmHWM since start), now %.1f MB (%.1f MB anonymous, %.1f MB file pages: binary and bbolt mmap)\n",
+				r.Mode, mb(r.PeakRSS), mb(r.RSS), mb(r.RSSAnon), mb(r.RSS-r.RSSAnon))
+		} else {
+			fmt.Fprintf(w, "  %s RSS   now %.1f MB (peak unknown: pass --pid on the agent's host)\n", r.Mode, mb(r.RSS))
+		}
+		if r.Mode == "agent" {
+			fmt.Fprintf(w, "  storage     %.0f bytes written per reading\n", r.BytesWritten/float64(r.Processed))
+		}
+	}
+	fmt.Fprintf(w, "  generator CPU %.2fs (this process)\n", r.GenCPU.Seconds())
+	fmt.Fprintf(w, "RESULT mode=%s qos=%d clients=%d sensors=%d rate=%s offered=%.0f processed=%.0f published=%d processed_n=%d rejected=%d dropped=%d lost=%d p50_us=%d p99_us=%d cpu_us_per_reading=%.2f peak_rss_mb=%.1f bytes_per_reading=%.0f e2e_p50_us=%d e2e_p99_us=%d\n",
+		r.Mode, r.QoS, r.Clients, r.Sensors, rate, r.Gen.Rate(), r.processedRate(), r.Gen.Published, r.Processed, r.Rejected, r.Dropped, r.Lost,
+		loadgen.Quantile(r.Gen.Latency, 0.5).Microseconds(), loadgen.Quantile(r.Gen.Latency, 0.99).Microseconds(),
+		perReading(r.CPU, r.Processed), mb(r.PeakRSS), r.BytesWritten/float64(max(r.Processed, 1)),
+		loadgen.Quantile(r.E2E, 0.5).Microseconds(), loadgen.Quantile(r.E2E, 0.99).Microseconds())
+}
+
+func perReading(cpu time.Duration, n int64) float64 {
+	if n == 0 {
+		return 0
+	}
+	return float64(cpu.Microseconds()) / float64(n)
+}
+
+func mb(b int64) float64 { return float64(b) / (1 << 20) }
