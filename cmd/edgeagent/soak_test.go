@@ -44,6 +44,14 @@ type soakSample struct {
 // The uplink forwards alerts to a local Mosquitto that is stopped for a
 // sixth of every quarter of the run; after the run the outbox must drain to
 // empty within 30 s.
+// soakRules: the default detectors plus a fast-learning z-score, so that
+// injected spikes raise alerts within the 2-minute run (auto waits for a
+// longer history before it scores).
+const soakRules = `rules:
+  - name: soak
+    detectors: [{type: auto}, {type: zscore, warmup: 20}, {type: flatline, duration: 1m, min_readings: 10}, {type: silence}]
+`
+
 func TestSoak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("soak: not with -short")
@@ -63,7 +71,7 @@ func TestSoak(t *testing.T) {
 	}
 	mosq := startMosquittoProc(t, dir)
 	agent := startChild(t, dir, childConfig(filepath.Join(dir, "data"),
-		fmt.Sprintf("storage: {max_bytes: 128MB}\nupstream: {url: \"tcp://127.0.0.1:%d\", backoff_max: 5s}\n", mosq.Port)))
+		fmt.Sprintf("storage: {max_bytes: 128MB}\nupstream: {url: \"tcp://127.0.0.1:%d\", backoff_max: 5s}\n", mosq.Port)+soakRules))
 	// Flap the uplink: down for a sixth of each period, 4 periods per run
 	// (30 s every 3 min in the 30 min soak; 5 s every 30 s in 2 min).
 	flapEvery := dur / 4
