@@ -18,9 +18,10 @@ const (
 	autoTrend         // short EW mean against a slow baseline of it
 	autoDaily         // value against a time-of-day profile (loss of the daily pattern)
 	autoFeatures
+	autoRange = autoFeatures // the rare-value feature (its own state; named in reasons)
 )
 
-var autoFeatureNames = [autoFeatures]string{"level", "change", "short-term mean", "long-term level", "volatility", "medium-term level", "short-term trend", "daily profile"}
+var autoFeatureNames = [autoFeatures + 1]string{"level", "change", "short-term mean", "long-term level", "volatility", "medium-term level", "short-term trend", "daily profile", "rare value"}
 
 // AutoParams are every tunable of the auto detector, in one place. The
 // defaults were tuned on the NAB corpus and checked on simulated gateway
@@ -86,55 +87,22 @@ type AutoParams struct {
 	// readings (the peaks are still young). 0: off.
 	WarmBoost float64
 	WarmLen   int
-	// WarmHyper also raises the bar, by 1 + WarmHyper·Quiet/n at reading
-	// n (a record among few readings is less rare). 0: off.
-	WarmHyper float64
-	// TodWeight suppresses incidents that recur at the same time of day:
-	// the ratio is divided by max(1, TodWeight·m), m the largest ratio
-	// seen in this time-of-day bin or its neighbours (decaying by
-	// TodDecay each time a reading falls in the bin). 0: off.
-	TodWeight, TodDecay float64
 	// RangeWeight weighs the rare-value feature: how far the value lies
 	// beyond the envelope of the values seen so far, in level σ; the
 	// envelope shrinks towards the level by RangeDecay of its width per
 	// reading. 0: off.
 	RangeWeight, RangeDecay float64
-	// RangeFloor bounds the scale of the value features from below at
-	// RangeFloor times the width of that envelope (sensors that are
-	// constant between spikes). 0: off.
-	RangeFloor float64
-	// PlateauWeight divides the ratio by 1 + PlateauWeight·m, m the EW
-	// mean (weight PlateauAlpha) of the previous ratios: a sensor that
-	// is often near its peaks (a sustained incident, a noisy sensor)
-	// needs a larger ratio to score as high. 0: off.
-	PlateauWeight, PlateauAlpha float64
-	// ResFloor bounds the scale of the value features from below at
-	// ResFloor times the sensor's resolution (the smallest non-zero
-	// change seen): a sensor constant between spikes keeps its scale.
-	// 0: off.
-	ResFloor float64
 	// RepeatLo: a feature's z at least RepeatLo times its uncapped
 	// decaying peak is a repeat of an event seen before and is compared
 	// with that peak (PeakCap does not apply). 0: off.
 	RepeatLo float64
-	// HoldoffBreak: a reading inside a hold-off whose ratio exceeds
-	// HoldoffBreak times the ratio that opened it is a new incident (it
-	// is not damped and opens a new hold-off). 0: off.
-	HoldoffBreak float64
-	// ZKnee compresses a weighted z above ZKnee logarithmically
-	// (ZKnee·(1+ln(z/ZKnee))): z of millions come from a scale that has
-	// collapsed (a sensor constant between spikes), and their ratios
-	// mean little. 0: off.
-	ZKnee float64
-	// MoveFloor bounds the scale of the value features from below at
-	// MoveFloor times an EW mean (weight MoveAlpha) of |difference|,
-	// which does not collapse on a sensor that is constant between
-	// spikes. 0: off.
-	MoveFloor, MoveAlpha float64
-	// Second raises the ratio by Second times the second-largest
-	// feature ratio (at most 1): two features near their records are
-	// more evidence than one. 0: off.
-	Second float64
+	// DevMix blends each value feature's ratio (z over its peak z) with
+	// the smaller of it and the deviation over the peak deviation in the
+	// value's own units: a record in σ only because σ has collapsed
+	// (a sensor constant between spikes) is not a record. 0: off.
+	DevMix float64
+	// DevZ: DevMix applies only to readings whose z exceeds DevZ.
+	DevZ float64
 }
 
 // DefaultAutoParams returns the defaults of the auto detector.
@@ -143,31 +111,31 @@ func DefaultAutoParams() AutoParams {
 		Threshold:      2,
 		Warmup:         20,
 		Quiet:          150,
-		Alphas:         [autoFeatures]float64{0.021109, 0.014062, 0.0040838, 0.00019018, 0.00042578, 0.00063197, 0.00032289, 0.095753},
-		Smooth:         0.054394,
-		VolSmooth:      0.037382,
-		Weights:        [autoFeatures]float64{2.6919, 0, 2.277, 4, 0.48496, 0, 0.07605, 0.57037},
-		Clip:           7.0905,
+		Alphas:         [autoFeatures]float64{0.01486, 0.014062, 0.0040838, 0.00015296, 0.0006846, 0.00063197, 0.00032289, 0.095753},
+		Smooth:         0.037982,
+		VolSmooth:      0.032836,
+		Weights:        [autoFeatures]float64{3.4834, 0, 2.5013, 3.4126, 0.64407, 0, 0.20094, 0.81285},
+		Clip:           6.9931,
 		ScaleClip:      1.6611,
-		PeakDecay:      0.99995,
-		PeakFloor:      1.5334,
+		PeakDecay:      0.99996,
+		PeakFloor:      2.0357,
 		PeakStart:      86,
-		PeakCap:        2.3981,
-		MinZ:           3.7178,
+		PeakCap:        3.4556,
+		MinZ:           3.0547,
 		PeakLearnScale: 1,
-		Holdoff:        25,
+		Holdoff:        26,
 		HoldoffExtend:  true,
-		HoldoffAt:      1.0192,
-		HoldoffFactor:  0.47005,
+		HoldoffAt:      1.0533,
+		HoldoffFactor:  0.54261,
 		DiffFloor:      0.013306,
 		DailyBins:      48,
 		DailyGate:      0.5446,
 		RelFloor:       1e-4,
 		AbsFloor:       1e-9,
-		WarmBoost:      1.2528,
-		WarmLen:        160,
+		WarmBoost:      2.6412,
+		WarmLen:        151,
 		RangeWeight:    0.41161,
-		RepeatLo:       0.19526,
+		RepeatLo:       0.36305,
 	}
 }
 
@@ -202,10 +170,9 @@ func (p AutoParams) validate() error {
 		p.HoldoffFactor < 0 || p.HoldoffFactor > 1 || p.DailyGate < 0 {
 		return fmt.Errorf("auto: diff_floor, rel_floor, abs_floor, holdoff, daily_gate must not be negative, holdoff_factor in [0,1], warmup at least 2")
 	}
-	if p.WarmBoost < 0 || p.WarmHyper < 0 || p.WarmLen < 0 || p.TodWeight < 0 || p.TodDecay < 0 || p.TodDecay > 1 ||
-		p.RangeWeight < 0 || p.RangeDecay < 0 || p.RangeDecay >= 1 || p.RangeFloor < 0 ||
-		p.PlateauWeight < 0 || p.PlateauAlpha < 0 || p.PlateauAlpha > 1 || p.ResFloor < 0 || p.RepeatLo < 0 || p.HoldoffBreak < 0 || p.ZKnee < 0 || p.MoveFloor < 0 || p.MoveAlpha < 0 || p.MoveAlpha > 1 || p.Second < 0 {
-		return fmt.Errorf("auto: warm_boost, warm_len, tod_weight must not be negative, tod_decay in [0,1]")
+	if p.WarmBoost < 0 || p.WarmLen < 0 || p.RangeWeight < 0 || p.RangeDecay < 0 || p.RangeDecay >= 1 ||
+		p.RepeatLo < 0 || p.DevMix < 0 || p.DevMix > 1 {
+		return fmt.Errorf("auto: warm_boost, warm_len, range_weight, repeat_lo must not be negative, range_decay in [0,1), dev_mix in [0,1]")
 	}
 	if p.DailyBins < 1 || p.DailyBins > autoMaxBins {
 		return fmt.Errorf("auto: daily_bins: %d must be in 1..%d", p.DailyBins, autoMaxBins)
@@ -220,6 +187,7 @@ const autoMaxBins = 96
 type autoFeat struct {
 	loc, mad, peak float64
 	shadow         float64 // uncapped decaying peak
+	pdev           float64 // decaying peak |deviation| (capped like peak)
 }
 
 const madToSigma = 1.2533
@@ -265,13 +233,8 @@ type Auto struct {
 	dres    float64 // EW |daily residual|
 	dspread float64 // EW |value − slow level|
 	dailyPk float64
-	todR    [autoMaxBins]float32 // decaying peak ratio per time-of-day bin
-	lo, hi  float64              // envelope of the values seen
+	lo, hi  float64 // envelope of the values seen
 	rangePk float64
-	plateau float64 // EW mean of the ratios
-	res     float64 // smallest non-zero |difference| (0: none yet)
-	incR    float64 // the ratio that opened the current hold-off
-	move    float64 // EW mean of |difference|
 
 	// last score's explanation
 	top          int
@@ -307,11 +270,6 @@ func (d *Auto) Update(t int64, v float64) float64 {
 		return 0
 	}
 	diff := v - d.last
-	ad := math.Abs(diff)
-	if ad > 0 && (ad < d.res || d.res == 0) {
-		d.res = ad
-	}
-	d.move += max(p.MoveAlpha, 1/float64(d.n)) * (ad - d.move)
 	d.last = v
 	d.n++
 	n := float64(d.n)
@@ -332,10 +290,9 @@ func (d *Auto) Update(t int64, v float64) float64 {
 		return 0
 	}
 	learnPeak := d.n > int64(p.PeakStart)
-	rf := max(p.RangeFloor*(d.hi-d.lo), p.ResFloor*d.res, p.MoveFloor*d.move)
-	sv := max(d.f[autoLevel].sigma(p), rf)
+	sv := d.f[autoLevel].sigma(p)
 	d.bLoc, d.bSigma = d.f[autoLevel].loc, sv
-	best, second, top, topZ := 0.0, 0.0, autoLevel, 0.0
+	best, top, topZ := 0.0, autoLevel, 0.0
 	for i := range autoDaily {
 		if p.Weights[i] == 0 {
 			continue
@@ -344,18 +301,27 @@ func (d *Auto) Update(t int64, v float64) float64 {
 		s := e.sigma(p)
 		if i == autoDiff {
 			s = max(s, p.DiffFloor*sv)
-		} else if i != autoVolume {
-			s = max(s, rf)
 		}
-		z := d.knee(robustZ(in[i]-e.loc, s, e.loc) * p.Weights[i])
+		z := robustZ(in[i]-e.loc, s, e.loc) * p.Weights[i]
 		den := max(e.peak, p.PeakFloor)
 		if p.RepeatLo > 0 && z >= p.RepeatLo*e.shadow {
 			den = max(den, e.shadow)
 		}
-		if r := d.gate(z/den, z/p.Weights[i]); r > best {
-			second, best, top, topZ = best, r, i, z/p.Weights[i]
-		} else {
-			second = max(second, r)
+		rz := z / den
+		if p.DevMix > 0 && i != autoVolume {
+			dev := math.Abs(in[i] - e.loc)
+			if rd := dev / max(e.pdev, 1e-300); rd < rz && z/p.Weights[i] > p.DevZ {
+				rz *= math.Pow(rd/rz, p.DevMix)
+			}
+			if learnPeak {
+				if p.PeakCap > 0 && e.pdev > 0 {
+					dev = min(dev, p.PeakCap*e.pdev)
+				}
+				e.pdev = max(dev, e.pdev*p.PeakDecay)
+			}
+		}
+		if r := d.gate(rz, z/p.Weights[i]); r > best {
+			best, top, topZ = r, i, z/p.Weights[i]
 		}
 		if learnPeak {
 			e.peak = d.nextPeak(e.peak, z)
@@ -367,9 +333,7 @@ func (d *Auto) Update(t int64, v float64) float64 {
 		if z, ok := d.learnDaily(t, v); ok {
 			z *= p.Weights[autoDaily]
 			if r := d.gate(z/max(d.dailyPk, p.PeakFloor), z/p.Weights[autoDaily]); r > best {
-				second, best, top, topZ = best, r, autoDaily, z/p.Weights[autoDaily]
-			} else {
-				second = max(second, r)
+				best, top, topZ = r, autoDaily, z/p.Weights[autoDaily]
 			}
 			if learnPeak {
 				d.dailyPk = d.nextPeak(d.dailyPk, z)
@@ -387,40 +351,21 @@ func (d *Auto) Update(t int64, v float64) float64 {
 		d.hi -= p.RangeDecay * max(d.hi-loc, 0)
 		d.lo += p.RangeDecay * max(loc-d.lo, 0)
 		z *= p.RangeWeight
-		if r := z / max(d.rangePk, p.PeakFloor); p.RangeWeight == 0 {
-		} else if r > best {
-			second, best, top, topZ = best, r, autoLevel, z/p.RangeWeight
-		} else {
-			second = max(second, r)
+		if r := z / max(d.rangePk, p.PeakFloor); r > best && p.RangeWeight > 0 {
+			best, top, topZ = r, autoRange, z/p.RangeWeight
 		}
 		if learnPeak {
 			d.rangePk = d.nextPeak(d.rangePk, z)
 		}
 	}
-	best *= 1 + p.Second*min(second, 1)
 	if d.n <= int64(p.Quiet) {
 		best, topZ = 0, 0
-	} else {
-		if w := d.n - int64(p.Quiet); w < int64(p.WarmLen) {
-			best /= 1 + p.WarmBoost*(1-float64(w)/float64(p.WarmLen))
-		}
-		if p.WarmHyper > 0 {
-			best /= 1 + p.WarmHyper*float64(p.Quiet)/float64(d.n)
-		}
-		if p.TodWeight > 0 {
-			best = d.todSuppress(t, best)
-		}
-		if p.PlateauWeight > 0 {
-			raw := best
-			best /= 1 + p.PlateauWeight*d.plateau
-			d.plateau += p.PlateauAlpha * (raw - d.plateau)
-		}
+	} else if w := d.n - int64(p.Quiet); w < int64(p.WarmLen) {
+		best /= 1 + p.WarmBoost*(1-float64(w)/float64(p.WarmLen))
 	}
 	d.top, d.z, d.ratio = top, topZ, best
 	s := best / (1 + best)
 	switch {
-	case d.holdoff > 0 && p.HoldoffBreak > 0 && best > p.HoldoffBreak*d.incR:
-		d.holdoff, d.incR = int64(p.Holdoff), best
 	case d.holdoff > 0:
 		d.holdoff--
 		s *= p.HoldoffFactor
@@ -428,7 +373,7 @@ func (d *Auto) Update(t int64, v float64) float64 {
 			d.holdoff = int64(p.Holdoff)
 		}
 	case best > p.HoldoffAt:
-		d.holdoff, d.incR = int64(p.Holdoff), best
+		d.holdoff = int64(p.Holdoff)
 	}
 	if !finite(d.f[autoLevel].loc) || !finite(d.f[autoLevel].mad) || !finite(d.f[autoVolume].loc) || !finite(d.f[autoSlow].loc) {
 		// only reachable near ±MaxFloat64: start over rather than carry NaN
@@ -437,39 +382,6 @@ func (d *Auto) Update(t int64, v float64) float64 {
 		return 0
 	}
 	return d.calibrate(s)
-}
-
-// todSuppress divides ratio r by the recent peak ratio of its time of day
-// (and the neighbouring bins), then records r there.
-func (d *Auto) todSuppress(t int64, r float64) float64 {
-	p := &d.p
-	b := todBin(t, p.DailyBins)
-	m := 0.0
-	dec := float32(p.TodDecay)
-	for _, j := range [3]int{(b + p.DailyBins - 1) % p.DailyBins, b, (b + 1) % p.DailyBins} {
-		m = max(m, float64(d.todR[j]))
-	}
-	d.todR[b] *= dec
-	if d.holdoff == 0 {
-		d.todR[b] = max(d.todR[b], float32(r)) // the onsets of incidents only
-	}
-	return r / max(1, p.TodWeight*m)
-}
-
-func todBin(t int64, bins int) int {
-	sec := t / 1e9 % 86400
-	if sec < 0 {
-		sec += 86400
-	}
-	return int(sec) * bins / 86400
-}
-
-// knee compresses a weighted z above ZKnee.
-func (d *Auto) knee(z float64) float64 {
-	if k := d.p.ZKnee; k > 0 && z > k {
-		return k * (1 + math.Log(z/k))
-	}
-	return z
 }
 
 // gate damps ratio r of a feature whose unweighted z is below MinZ.
@@ -588,16 +500,12 @@ func (d *Auto) AppendState(b []byte) []byte {
 		b = putF(b, float64(d.daily[i]))
 		b = putU(b, uint64(d.seen[i]))
 	}
-	for _, x := range [...]float64{d.lo, d.hi, d.rangePk, d.plateau, d.res, d.incR, d.move} {
+	for _, x := range [...]float64{d.lo, d.hi, d.rangePk} {
 		b = putF(b, x)
 	}
 	for i := range d.f {
 		b = putF(b, d.f[i].shadow)
-	}
-	if d.p.TodWeight > 0 {
-		for i := range d.p.DailyBins {
-			b = putF(b, float64(d.todR[i]))
-		}
+		b = putF(b, d.f[i].pdev)
 	}
 	return b
 }
@@ -615,25 +523,21 @@ func (d *Auto) LoadState(b []byte) ([]byte, error) {
 		d.f[i].peak = r.f()
 	}
 	top := r.u()
-	d.top = int(min(top, autoFeatures-1))
+	d.top = int(min(top, autoRange))
 	bins := r.u()
-	if r.err == nil && (bins != uint64(d.p.DailyBins) || top >= autoFeatures) {
+	if r.err == nil && (bins != uint64(d.p.DailyBins) || top > autoRange) {
 		return nil, fmt.Errorf("%w: auto: %d daily bins, want %d", ErrBadState, bins, d.p.DailyBins)
 	}
 	for i := range d.p.DailyBins {
 		d.daily[i] = float32(r.f())
 		d.seen[i] = uint16(min(r.u(), math.MaxUint16))
 	}
-	for _, x := range [...]*float64{&d.lo, &d.hi, &d.rangePk, &d.plateau, &d.res, &d.incR, &d.move} {
+	for _, x := range [...]*float64{&d.lo, &d.hi, &d.rangePk} {
 		*x = r.f()
 	}
 	for i := range d.f {
 		d.f[i].shadow = r.f()
-	}
-	if d.p.TodWeight > 0 {
-		for i := range d.p.DailyBins {
-			d.todR[i] = float32(r.f())
-		}
+		d.f[i].pdev = r.f()
 	}
 	return r.b, r.err
 }

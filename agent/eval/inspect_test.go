@@ -45,16 +45,24 @@ func TestDbgFP(t *testing.T) {
 		d, _ := anomaly.NewAuto(p)
 		ws := c.labels[name]
 		prob := min(len(c.values[k])*15/100, 750)
+		first := make([]bool, len(ws))
 		for i, v := range c.values[k] {
 			s := d.Update(c.times[k][i].UnixNano(), v)
 			if s < thr || i < prob {
 				continue
 			}
 			in := ""
-			for _, w := range ws {
+			for wi, w := range ws {
 				if !c.times[k][i].Before(w.Start) && !c.times[k][i].After(w.End) {
 					in = "TP "
+					if !first[wi] {
+						in = "FIRST "
+						first[wi] = true
+					}
 				}
+			}
+			if in == "TP " {
+				continue
 			}
 			t.Logf("%s%s %d %.3f %s", in, name, i, s, d.AppendReason(nil))
 		}
