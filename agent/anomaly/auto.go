@@ -120,7 +120,7 @@ func DefaultAutoParams() AutoParams {
 		PeakDecay:      0.99996,
 		PeakFloor:      2.0357,
 		PeakStart:      86,
-		PeakCap:        3.4556,
+		PeakCap:        2,
 		MinZ:           3.0547,
 		PeakLearnScale: 1,
 		Holdoff:        26,
