@@ -103,6 +103,10 @@ type AutoParams struct {
 	DevMix float64
 	// DevZ: DevMix applies only to readings whose z exceeds DevZ.
 	DevZ float64
+	// LocalFactor damps a ratio that is not LocalMargin times above the
+	// recent largest ratio (decaying by LocalDecay per reading): a
+	// plateau of near-records scores once. 0 or 1: off.
+	LocalFactor, LocalMargin, LocalDecay float64
 }
 
 // DefaultAutoParams returns the defaults of the auto detector.
@@ -112,30 +116,33 @@ func DefaultAutoParams() AutoParams {
 		Warmup:         20,
 		Quiet:          150,
 		Alphas:         [autoFeatures]float64{0.01486, 0.014062, 0.0040838, 0.00015296, 0.0006846, 0.00063197, 0.00032289, 0.095753},
-		Smooth:         0.037982,
+		Smooth:         0.031749,
 		VolSmooth:      0.032836,
-		Weights:        [autoFeatures]float64{3.4834, 0, 2.5013, 3.4126, 0.64407, 0, 0.20094, 0.81285},
+		Weights:        [autoFeatures]float64{2.9362, 0, 0.5114, 2.6485, 0.70886, 0, 0.20094, 0.92287},
 		Clip:           6.9931,
 		ScaleClip:      1.6611,
 		PeakDecay:      0.99996,
-		PeakFloor:      2.0357,
+		PeakFloor:      2.2315,
 		PeakStart:      86,
-		PeakCap:        2,
-		MinZ:           3.0547,
+		PeakCap:        2.2711,
+		MinZ:           3.1042,
 		PeakLearnScale: 1,
-		Holdoff:        26,
+		Holdoff:        19,
 		HoldoffExtend:  true,
-		HoldoffAt:      1.0533,
-		HoldoffFactor:  0.54261,
+		HoldoffAt:      1.0378,
+		HoldoffFactor:  0.37086,
 		DiffFloor:      0.013306,
 		DailyBins:      48,
 		DailyGate:      0.5446,
 		RelFloor:       1e-4,
 		AbsFloor:       1e-9,
-		WarmBoost:      2.6412,
+		WarmBoost:      6.9963,
 		WarmLen:        151,
-		RangeWeight:    0.41161,
-		RepeatLo:       0.36305,
+		RangeWeight:    0.39572,
+		RepeatLo:       0.11037,
+		LocalFactor:    0.72811,
+		LocalMargin:    0.98905,
+		LocalDecay:     0.99053,
 	}
 }
 
@@ -171,7 +178,8 @@ func (p AutoParams) validate() error {
 		return fmt.Errorf("auto: diff_floor, rel_floor, abs_floor, holdoff, daily_gate must not be negative, holdoff_factor in [0,1], warmup at least 2")
 	}
 	if p.WarmBoost < 0 || p.WarmLen < 0 || p.RangeWeight < 0 || p.RangeDecay < 0 || p.RangeDecay >= 1 ||
-		p.RepeatLo < 0 || p.DevMix < 0 || p.DevMix > 1 {
+		p.RepeatLo < 0 || p.DevMix < 0 || p.DevMix > 1 ||
+		p.LocalFactor < 0 || p.LocalFactor > 1 || p.LocalDecay < 0 || p.LocalDecay > 1 {
 		return fmt.Errorf("auto: warm_boost, warm_len, range_weight, repeat_lo must not be negative, range_decay in [0,1), dev_mix in [0,1]")
 	}
 	if p.DailyBins < 1 || p.DailyBins > autoMaxBins {
@@ -235,6 +243,7 @@ type Auto struct {
 	dailyPk float64
 	lo, hi  float64 // envelope of the values seen
 	rangePk float64
+	localR  float64 // decaying recent largest ratio
 
 	// last score's explanation
 	top          int
@@ -362,6 +371,13 @@ func (d *Auto) Update(t int64, v float64) float64 {
 		best, topZ = 0, 0
 	} else if w := d.n - int64(p.Quiet); w < int64(p.WarmLen) {
 		best /= 1 + p.WarmBoost*(1-float64(w)/float64(p.WarmLen))
+	}
+	if p.LocalFactor > 0 && p.LocalFactor < 1 {
+		prev := d.localR
+		d.localR = max(best, d.localR*p.LocalDecay)
+		if best <= p.LocalMargin*prev {
+			best *= p.LocalFactor
+		}
 	}
 	d.top, d.z, d.ratio = top, topZ, best
 	s := best / (1 + best)
@@ -500,7 +516,7 @@ func (d *Auto) AppendState(b []byte) []byte {
 		b = putF(b, float64(d.daily[i]))
 		b = putU(b, uint64(d.seen[i]))
 	}
-	for _, x := range [...]float64{d.lo, d.hi, d.rangePk} {
+	for _, x := range [...]float64{d.lo, d.hi, d.rangePk, d.localR} {
 		b = putF(b, x)
 	}
 	for i := range d.f {
@@ -532,7 +548,7 @@ func (d *Auto) LoadState(b []byte) ([]byte, error) {
 		d.daily[i] = float32(r.f())
 		d.seen[i] = uint16(min(r.u(), math.MaxUint16))
 	}
-	for _, x := range [...]*float64{&d.lo, &d.hi, &d.rangePk} {
+	for _, x := range [...]*float64{&d.lo, &d.hi, &d.rangePk, &d.localR} {
 		*x = r.f()
 	}
 	for i := range d.f {

@@ -118,6 +118,50 @@ func targetObjective(r *Report) float64 {
 	return o
 }
 
+// gatewayOK reports whether p keeps the behaviour TestAuto_incidentsScoreEarlyAndOnce
+// (agent/anomaly) asserts on the same series: after the first day, readings
+// outside the incidents score below 0.6 and each incident scores above them
+// within 10 readings (spike ≥ 0.8, level shift ≥ 0.6, noise burst ≥ 0.5).
+// The search rejects parameters that break it.
+func gatewayOK(p anomaly.AutoParams) bool {
+	rng := rand.New(rand.NewPCG(5, 6))
+	d, err := anomaly.NewAuto(p)
+	if err != nil {
+		return false
+	}
+	on := false
+	quiet, inc := 0.0, [3]float64{}
+	at := [3]int{3000, 4500, 6000}
+	for i := range 8000 {
+		if i%37 == 0 {
+			on = !on
+		}
+		v := 20 + 3*math.Sin(2*math.Pi*float64(i)/1440) + rng.NormFloat64()*0.2
+		if on {
+			v++
+		}
+		switch {
+		case i == 3000:
+			v += 15
+		case i >= 4500:
+			v += 6
+		}
+		if i >= 6000 && i < 6060 {
+			v += rng.NormFloat64() * 5
+		}
+		s := d.Update(int64(i)*int64(time.Minute), v)
+		for k, a := range at {
+			if i >= a && i < a+10 {
+				inc[k] = max(inc[k], s)
+			}
+		}
+		if i >= 1440 && !((i >= 3000 && i < 3100) || (i >= 4500 && i < 4600) || (i >= 6000 && i < 6160)) {
+			quiet = max(quiet, s)
+		}
+	}
+	return quiet < 0.6 && inc[0] >= 0.8 && inc[1] >= 0.6 && inc[2] >= 0.5 && min(inc[0], inc[1], inc[2]) > quiet
+}
+
 // sims is a set of simulated corpora scored together.
 type sims []*corpus
 
@@ -228,6 +272,9 @@ func TestTune(t *testing.T) {
 	}
 	best := anomaly.DefaultAutoParams()
 	setP(t, &best, os.Getenv("PP"))
+	if !gatewayOK(best) {
+		t.Fatal("the start parameters fail the gateway check")
+	}
 	rb := nab.eval(t, best)
 	sStd, sObj := simA.eval(t, best)
 	bestObj := obj(rb) + simW*sObj
@@ -252,7 +299,7 @@ func TestTune(t *testing.T) {
 			setP(t, &p, k+"="+strconv.FormatFloat(x, 'g', 5, 64))
 			changed = append(changed, k+"="+strconv.FormatFloat(getP(&p, k), 'g', 5, 64))
 		}
-		if _, err := anomaly.NewAuto(p); err != nil {
+		if _, err := anomaly.NewAuto(p); err != nil || !gatewayOK(p) {
 			continue
 		}
 		rep := nab.eval(t, p)
@@ -288,5 +335,16 @@ func BenchmarkNAB(b *testing.B) {
 	}
 	for _, pr := range rep.Profiles {
 		b.ReportMetric(pr.Normalized, pr.Profile.Name)
+	}
+}
+
+func TestGatewayOK(t *testing.T) {
+	if !gatewayOK(anomaly.DefaultAutoParams()) {
+		t.Fatal("the default auto parameters fail the gateway check")
+	}
+	p := anomaly.DefaultAutoParams()
+	p.PeakCap = 3.4556 // scored the level shift below quiet readings
+	if gatewayOK(p) {
+		t.Fatal("the gateway check passes a parameter set the anomaly test rejects")
 	}
 }
