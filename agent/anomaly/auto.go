@@ -118,7 +118,7 @@ func DefaultAutoParams() AutoParams {
 		Alphas:         [autoFeatures]float64{0.01486, 0.014062, 0.0040838, 0.00015296, 0.0006846, 0.00063197, 0.00032289, 0.095753},
 		Smooth:         0.031749,
 		VolSmooth:      0.032836,
-		Weights:        [autoFeatures]float64{2.9362, 0, 0.5114, 2.6485, 0.70886, 0, 0.20094, 0.92287},
+		Weights:        [autoFeatures]float64{2.7996, 0, 0.5114, 2.1976, 0.90383, 0, 0.20094, 1.0571},
 		Clip:           6.9931,
 		ScaleClip:      1.6611,
 		PeakDecay:      0.99996,
@@ -127,10 +127,10 @@ func DefaultAutoParams() AutoParams {
 		PeakCap:        2.2711,
 		MinZ:           3.1042,
 		PeakLearnScale: 1,
-		Holdoff:        19,
+		Holdoff:        29,
 		HoldoffExtend:  true,
 		HoldoffAt:      1.0378,
-		HoldoffFactor:  0.37086,
+		HoldoffFactor:  0.37104,
 		DiffFloor:      0.013306,
 		DailyBins:      48,
 		DailyGate:      0.5446,
@@ -139,10 +139,10 @@ func DefaultAutoParams() AutoParams {
 		WarmBoost:      6.9963,
 		WarmLen:        151,
 		RangeWeight:    0.39572,
-		RepeatLo:       0.11037,
-		LocalFactor:    0.72811,
-		LocalMargin:    0.98905,
-		LocalDecay:     0.99053,
+		RepeatLo:       0.20448,
+		LocalFactor:    0.61271,
+		LocalMargin:    0.99669,
+		LocalDecay:     0.99199,
 	}
 }
 
@@ -221,11 +221,15 @@ func (e *autoFeat) warm(x, n float64) {
 // z-scores of several features of the stream (the value against a fast and
 // a slow level, the first difference, a short-term mean, the volatility and,
 // for sensors with a daily pattern, the value against its time-of-day
-// profile), divides each by the largest z that feature produced in the
-// recent past (a decaying peak: an adaptive threshold per sensor and
-// feature), and scores the largest ratio. After a high score it holds off
-// for a while, so an incident gives one early high score rather than a
-// burst. O(1) per reading, no allocation, about 500 bytes of state.
+// profile, and how far the value lies beyond every value seen so far),
+// divides each by the largest z that feature produced in the recent past
+// (a decaying peak: an adaptive threshold per sensor and feature; an event
+// the size of the largest one is judged against that one), and scores the
+// largest ratio. The bar is raised for a while after the warm-up, a ratio
+// that does not beat the recent largest is damped, and after a high score
+// it holds off for a while, so an incident gives one early high score
+// rather than a burst. O(1) per reading, no allocation, about 1.3 KB of
+// state (docs/anomaly-quality.md).
 type Auto struct {
 	p AutoParams
 

@@ -73,7 +73,11 @@ func TestCmp(t *testing.T) {
 	if os.Getenv("CMP") == "" {
 		t.Skip()
 	}
-	c := loadCorpus(t, filepath.Join(sharedDir(t), "nab"))
+	root := os.Getenv("CORPUS")
+	if root == "" {
+		root = filepath.Join(sharedDir(t), "nab")
+	}
+	c := loadCorpus(t, root)
 	a, b := anomaly.DefaultAutoParams(), anomaly.DefaultAutoParams()
 	setP(t, &a, os.Getenv("PP"))
 	setP(t, &b, os.Getenv("CMP"))
