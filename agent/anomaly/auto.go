@@ -96,13 +96,6 @@ type AutoParams struct {
 	// decaying peak is a repeat of an event seen before and is compared
 	// with that peak (PeakCap does not apply). 0: off.
 	RepeatLo float64
-	// DevMix blends each value feature's ratio (z over its peak z) with
-	// the smaller of it and the deviation over the peak deviation in the
-	// value's own units: a record in σ only because σ has collapsed
-	// (a sensor constant between spikes) is not a record. 0: off.
-	DevMix float64
-	// DevZ: DevMix applies only to readings whose z exceeds DevZ.
-	DevZ float64
 	// LocalFactor damps a ratio that is not LocalMargin times above the
 	// recent largest ratio (decaying by LocalDecay per reading): a
 	// plateau of near-records scores once. 0 or 1: off.
@@ -178,9 +171,9 @@ func (p AutoParams) validate() error {
 		return fmt.Errorf("auto: diff_floor, rel_floor, abs_floor, holdoff, daily_gate must not be negative, holdoff_factor in [0,1], warmup at least 2")
 	}
 	if p.WarmBoost < 0 || p.WarmLen < 0 || p.RangeWeight < 0 || p.RangeDecay < 0 || p.RangeDecay >= 1 ||
-		p.RepeatLo < 0 || p.DevMix < 0 || p.DevMix > 1 ||
+		p.RepeatLo < 0 ||
 		p.LocalFactor < 0 || p.LocalFactor > 1 || p.LocalDecay < 0 || p.LocalDecay > 1 {
-		return fmt.Errorf("auto: warm_boost, warm_len, range_weight, repeat_lo must not be negative, range_decay in [0,1), dev_mix in [0,1]")
+		return fmt.Errorf("auto: warm_boost, warm_len, range_weight, repeat_lo must not be negative, range_decay in [0,1), local_factor and local_decay in [0,1]")
 	}
 	if p.DailyBins < 1 || p.DailyBins > autoMaxBins {
 		return fmt.Errorf("auto: daily_bins: %d must be in 1..%d", p.DailyBins, autoMaxBins)
@@ -195,7 +188,6 @@ const autoMaxBins = 96
 type autoFeat struct {
 	loc, mad, peak float64
 	shadow         float64 // uncapped decaying peak
-	pdev           float64 // decaying peak |deviation| (capped like peak)
 }
 
 const madToSigma = 1.2533
@@ -320,20 +312,7 @@ func (d *Auto) Update(t int64, v float64) float64 {
 		if p.RepeatLo > 0 && z >= p.RepeatLo*e.shadow {
 			den = max(den, e.shadow)
 		}
-		rz := z / den
-		if p.DevMix > 0 && i != autoVolume {
-			dev := math.Abs(in[i] - e.loc)
-			if rd := dev / max(e.pdev, 1e-300); rd < rz && z/p.Weights[i] > p.DevZ {
-				rz *= math.Pow(rd/rz, p.DevMix)
-			}
-			if learnPeak {
-				if p.PeakCap > 0 && e.pdev > 0 {
-					dev = min(dev, p.PeakCap*e.pdev)
-				}
-				e.pdev = max(dev, e.pdev*p.PeakDecay)
-			}
-		}
-		if r := d.gate(rz, z/p.Weights[i]); r > best {
+		if r := d.gate(z/den, z/p.Weights[i]); r > best {
 			best, top, topZ = r, i, z/p.Weights[i]
 		}
 		if learnPeak {
@@ -525,7 +504,6 @@ func (d *Auto) AppendState(b []byte) []byte {
 	}
 	for i := range d.f {
 		b = putF(b, d.f[i].shadow)
-		b = putF(b, d.f[i].pdev)
 	}
 	return b
 }
@@ -557,7 +535,6 @@ func (d *Auto) LoadState(b []byte) ([]byte, error) {
 	}
 	for i := range d.f {
 		d.f[i].shadow = r.f()
-		d.f[i].pdev = r.f()
 	}
 	return r.b, r.err
 }

@@ -162,7 +162,6 @@ func TestAuto_invalidParams(t *testing.T) {
 		func(p *AutoParams) { p.WarmBoost = -1 },
 		func(p *AutoParams) { p.RangeDecay = 1 },
 		func(p *AutoParams) { p.RepeatLo = -0.1 },
-		func(p *AutoParams) { p.DevMix = 2 },
 		func(p *AutoParams) { p.LocalFactor = 1.5 },
 		func(p *AutoParams) { p.LocalDecay = -1 },
 	} {

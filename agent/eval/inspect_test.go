@@ -38,7 +38,11 @@ func TestDbgFP(t *testing.T) {
 		t.Skip()
 	}
 	thr, _ := strconv.ParseFloat(os.Getenv("DBGFP"), 64)
-	c := loadCorpus(t, filepath.Join(sharedDir(t), "nab"))
+	root := os.Getenv("CORPUS")
+	if root == "" {
+		root = filepath.Join(sharedDir(t), "nab")
+	}
+	c := loadCorpus(t, root)
 	p := anomaly.DefaultAutoParams()
 	setP(t, &p, os.Getenv("PP"))
 	for k, name := range c.names {
