@@ -18,9 +18,10 @@ const (
 	autoTrend         // short EW mean against a slow baseline of it
 	autoDaily         // value against a time-of-day profile (loss of the daily pattern)
 	autoFeatures
+	autoRange = autoFeatures // the rare-value feature (its own state; named in reasons)
 )
 
-var autoFeatureNames = [autoFeatures]string{"level", "change", "short-term mean", "long-term level", "volatility", "medium-term level", "short-term trend", "daily profile"}
+var autoFeatureNames = [autoFeatures + 1]string{"level", "change", "short-term mean", "long-term level", "volatility", "medium-term level", "short-term trend", "daily profile", "rare value"}
 
 // AutoParams are every tunable of the auto detector, in one place. The
 // defaults were tuned on the NAB corpus and checked on simulated gateway
@@ -81,6 +82,24 @@ type AutoParams struct {
 	// RelFloor and AbsFloor bound each scale from below at
 	// RelFloor·|location| + AbsFloor (quantised or constant sensors).
 	RelFloor, AbsFloor float64
+	// WarmBoost raises the bar right after Quiet: the ratio is divided by
+	// 1 + WarmBoost·(1 − (n − Quiet)/WarmLen) for the next WarmLen
+	// readings (the peaks are still young). 0: off.
+	WarmBoost float64
+	WarmLen   int
+	// RangeWeight weighs the rare-value feature: how far the value lies
+	// beyond the envelope of the values seen so far, in level σ; the
+	// envelope shrinks towards the level by RangeDecay of its width per
+	// reading. 0: off.
+	RangeWeight, RangeDecay float64
+	// RepeatLo: a feature's z at least RepeatLo times its uncapped
+	// decaying peak is a repeat of an event seen before and is compared
+	// with that peak (PeakCap does not apply). 0: off.
+	RepeatLo float64
+	// LocalFactor damps a ratio that is not LocalMargin times above the
+	// recent largest ratio (decaying by LocalDecay per reading): a
+	// plateau of near-records scores once. 0 or 1: off.
+	LocalFactor, LocalMargin, LocalDecay float64
 }
 
 // DefaultAutoParams returns the defaults of the auto detector.
@@ -89,27 +108,34 @@ func DefaultAutoParams() AutoParams {
 		Threshold:      2,
 		Warmup:         20,
 		Quiet:          150,
-		Alphas:         [autoFeatures]float64{0.015845, 0.014062, 0.0040838, 0.0001465, 0.00054104, 0.00063197, 0.00032289, 0.095753},
-		Smooth:         0.082022,
-		VolSmooth:      0.037382,
-		Weights:        [autoFeatures]float64{1.9186, 0, 0.87594, 1.0329, 0.48496, 0, 0.098953, 0.95574},
-		Clip:           7.0905,
+		Alphas:         [autoFeatures]float64{0.014837, 0.014062, 0.0040838, 0.0001, 0.0006846, 0.00063197, 0.00032289, 0.095753},
+		Smooth:         0.032238,
+		VolSmooth:      0.032836,
+		Weights:        [autoFeatures]float64{3.1538, 0, 0.5114, 1.8211, 0.7012, 0, 0.20094, 1.1787},
+		Clip:           6.9931,
 		ScaleClip:      1.6611,
-		PeakDecay:      0.99995,
-		PeakFloor:      1.0362,
+		PeakDecay:      0.99996,
+		PeakFloor:      2.2315,
 		PeakStart:      86,
-		PeakCap:        2,
-		MinZ:           3.7178,
+		PeakCap:        2.2711,
+		MinZ:           3.1042,
 		PeakLearnScale: 1,
-		Holdoff:        16,
+		Holdoff:        29,
 		HoldoffExtend:  true,
-		HoldoffAt:      1.03,
-		HoldoffFactor:  0.5076,
+		HoldoffAt:      1.0378,
+		HoldoffFactor:  0.46179,
 		DiffFloor:      0.013306,
 		DailyBins:      48,
 		DailyGate:      0.5446,
 		RelFloor:       1e-4,
 		AbsFloor:       1e-9,
+		WarmBoost:      6.3517,
+		WarmLen:        151,
+		RangeWeight:    0.77304,
+		RepeatLo:       0.19944,
+		LocalFactor:    0.61271,
+		LocalMargin:    1.0034,
+		LocalDecay:     0.99199,
 	}
 }
 
@@ -144,6 +170,11 @@ func (p AutoParams) validate() error {
 		p.HoldoffFactor < 0 || p.HoldoffFactor > 1 || p.DailyGate < 0 {
 		return fmt.Errorf("auto: diff_floor, rel_floor, abs_floor, holdoff, daily_gate must not be negative, holdoff_factor in [0,1], warmup at least 2")
 	}
+	if p.WarmBoost < 0 || p.WarmLen < 0 || p.RangeWeight < 0 || p.RangeDecay < 0 || p.RangeDecay >= 1 ||
+		p.RepeatLo < 0 ||
+		p.LocalFactor < 0 || p.LocalFactor > 1 || p.LocalDecay < 0 || p.LocalDecay > 1 {
+		return fmt.Errorf("auto: warm_boost, warm_len, range_weight, repeat_lo must not be negative, range_decay in [0,1), local_factor and local_decay in [0,1]")
+	}
 	if p.DailyBins < 1 || p.DailyBins > autoMaxBins {
 		return fmt.Errorf("auto: daily_bins: %d must be in 1..%d", p.DailyBins, autoMaxBins)
 	}
@@ -156,6 +187,7 @@ const autoMaxBins = 96
 // input and the decaying peak of its z.
 type autoFeat struct {
 	loc, mad, peak float64
+	shadow         float64 // uncapped decaying peak
 }
 
 const madToSigma = 1.2533
@@ -181,11 +213,15 @@ func (e *autoFeat) warm(x, n float64) {
 // z-scores of several features of the stream (the value against a fast and
 // a slow level, the first difference, a short-term mean, the volatility and,
 // for sensors with a daily pattern, the value against its time-of-day
-// profile), divides each by the largest z that feature produced in the
-// recent past (a decaying peak: an adaptive threshold per sensor and
-// feature), and scores the largest ratio. After a high score it holds off
-// for a while, so an incident gives one early high score rather than a
-// burst. O(1) per reading, no allocation, about 500 bytes of state.
+// profile, and how far the value lies beyond every value seen so far),
+// divides each by the largest z that feature produced in the recent past
+// (a decaying peak: an adaptive threshold per sensor and feature; an event
+// the size of the largest one is judged against that one), and scores the
+// largest ratio. The bar is raised for a while after the warm-up, a ratio
+// that does not beat the recent largest is damped, and after a high score
+// it holds off for a while, so an incident gives one early high score
+// rather than a burst. O(1) per reading, no allocation, about 1.3 KB of
+// state (docs/anomaly-quality.md).
 type Auto struct {
 	p AutoParams
 
@@ -201,6 +237,9 @@ type Auto struct {
 	dres    float64 // EW |daily residual|
 	dspread float64 // EW |value − slow level|
 	dailyPk float64
+	lo, hi  float64 // envelope of the values seen
+	rangePk float64
+	localR  float64 // decaying recent largest ratio
 
 	// last score's explanation
 	top          int
@@ -232,6 +271,7 @@ func (d *Auto) Update(t int64, v float64) float64 {
 			d.f[i] = autoFeat{loc: v}
 		}
 		d.f[autoDiff].loc = 0
+		d.lo, d.hi = v, v
 		return 0
 	}
 	diff := v - d.last
@@ -250,6 +290,7 @@ func (d *Auto) Update(t int64, v float64) float64 {
 		for i := range autoDaily {
 			d.f[i].warm(in[i], n-1)
 		}
+		d.lo, d.hi = min(d.lo, v), max(d.hi, v)
 		d.bLoc, d.bSigma = d.f[autoLevel].loc, d.f[autoLevel].sigma(p)
 		return 0
 	}
@@ -267,13 +308,18 @@ func (d *Auto) Update(t int64, v float64) float64 {
 			s = max(s, p.DiffFloor*sv)
 		}
 		z := robustZ(in[i]-e.loc, s, e.loc) * p.Weights[i]
-		if r := d.gate(z/max(e.peak, p.PeakFloor), z/p.Weights[i]); r > best {
+		den := max(e.peak, p.PeakFloor)
+		if p.RepeatLo > 0 && z >= p.RepeatLo*e.shadow {
+			den = max(den, e.shadow)
+		}
+		if r := d.gate(z/den, z/p.Weights[i]); r > best {
 			best, top, topZ = r, i, z/p.Weights[i]
 		}
 		if learnPeak {
 			e.peak = d.nextPeak(e.peak, z)
+			e.shadow = max(z, e.shadow*p.PeakDecay)
 		}
-		e.learn(in[i], max(p.Alphas[i], 1/n), e.sigma(p), p)
+		e.learn(in[i], max(p.Alphas[i], 1/n), s, p)
 	}
 	if p.Weights[autoDaily] > 0 {
 		if z, ok := d.learnDaily(t, v); ok {
@@ -286,18 +332,46 @@ func (d *Auto) Update(t int64, v float64) float64 {
 			}
 		}
 	}
+	{
+		z := 0.0
+		if v > d.hi {
+			z, d.hi = (v-d.hi)/sv, v
+		} else if v < d.lo {
+			z, d.lo = (d.lo-v)/sv, v
+		}
+		loc := d.f[autoLevel].loc
+		d.hi -= p.RangeDecay * max(d.hi-loc, 0)
+		d.lo += p.RangeDecay * max(loc-d.lo, 0)
+		z *= p.RangeWeight
+		if r := z / max(d.rangePk, p.PeakFloor); r > best && p.RangeWeight > 0 {
+			best, top, topZ = r, autoRange, z/p.RangeWeight
+		}
+		if learnPeak {
+			d.rangePk = d.nextPeak(d.rangePk, z)
+		}
+	}
 	if d.n <= int64(p.Quiet) {
 		best, topZ = 0, 0
+	} else if w := d.n - int64(p.Quiet); w < int64(p.WarmLen) {
+		best /= 1 + p.WarmBoost*(1-float64(w)/float64(p.WarmLen))
+	}
+	if p.LocalFactor > 0 && p.LocalFactor < 1 {
+		prev := d.localR
+		d.localR = max(best, d.localR*p.LocalDecay)
+		if best <= p.LocalMargin*prev {
+			best *= p.LocalFactor
+		}
 	}
 	d.top, d.z, d.ratio = top, topZ, best
 	s := best / (1 + best)
-	if d.holdoff > 0 {
+	switch {
+	case d.holdoff > 0:
 		d.holdoff--
 		s *= p.HoldoffFactor
 		if p.HoldoffExtend && best > p.HoldoffAt {
 			d.holdoff = int64(p.Holdoff)
 		}
-	} else if best > p.HoldoffAt {
+	case best > p.HoldoffAt:
 		d.holdoff = int64(p.Holdoff)
 	}
 	if !finite(d.f[autoLevel].loc) || !finite(d.f[autoLevel].mad) || !finite(d.f[autoVolume].loc) || !finite(d.f[autoSlow].loc) {
@@ -425,6 +499,12 @@ func (d *Auto) AppendState(b []byte) []byte {
 		b = putF(b, float64(d.daily[i]))
 		b = putU(b, uint64(d.seen[i]))
 	}
+	for _, x := range [...]float64{d.lo, d.hi, d.rangePk, d.localR} {
+		b = putF(b, x)
+	}
+	for i := range d.f {
+		b = putF(b, d.f[i].shadow)
+	}
 	return b
 }
 
@@ -441,14 +521,20 @@ func (d *Auto) LoadState(b []byte) ([]byte, error) {
 		d.f[i].peak = r.f()
 	}
 	top := r.u()
-	d.top = int(min(top, autoFeatures-1))
+	d.top = int(min(top, autoRange))
 	bins := r.u()
-	if r.err == nil && (bins != uint64(d.p.DailyBins) || top >= autoFeatures) {
+	if r.err == nil && (bins != uint64(d.p.DailyBins) || top > autoRange) {
 		return nil, fmt.Errorf("%w: auto: %d daily bins, want %d", ErrBadState, bins, d.p.DailyBins)
 	}
 	for i := range d.p.DailyBins {
 		d.daily[i] = float32(r.f())
 		d.seen[i] = uint16(min(r.u(), math.MaxUint16))
+	}
+	for _, x := range [...]*float64{&d.lo, &d.hi, &d.rangePk, &d.localR} {
+		*x = r.f()
+	}
+	for i := range d.f {
+		d.f[i].shadow = r.f()
 	}
 	return r.b, r.err
 }

@@ -120,3 +120,55 @@ func BenchmarkAuto_Update(b *testing.B) {
 	b.ReportMetric(float64(unsafe.Sizeof(*d)), "bytes/sensor")
 	b.ReportMetric(float64(len(d.AppendState(nil))), "snapshot-bytes")
 }
+
+// A spike that repeats at the same size is news once: the later ones score
+// below the first and below the alert level (0.8), while a spike twice as
+// large after them still alerts.
+func TestAuto_repeatedSpikeScoresOnce(t *testing.T) {
+	d, err := NewAuto(DefaultAutoParams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	var spikes []float64
+	for i := range 6000 {
+		v := 10 + rng.NormFloat64()*0.5
+		big := i == 5500
+		if (i >= 1000 && i%500 == 0 && i < 5500) || big {
+			v += 10
+			if big {
+				v += 10
+			}
+		}
+		s := d.Update(int64(i)*int64(time.Minute), v)
+		if (i >= 1000 && i%500 == 0) || big {
+			spikes = append(spikes, s)
+		}
+	}
+	first, big := spikes[0], spikes[len(spikes)-1]
+	if first < 0.8 || big < 0.8 {
+		t.Errorf("first spike scored %.3f, the larger last one %.3f, want both >= 0.8 (%.3f)", first, big, spikes)
+	}
+	for k, s := range spikes[2 : len(spikes)-1] {
+		if s >= 0.8 || s >= first {
+			t.Errorf("repeat %d of the spike scored %.3f, want below 0.8 and below the first %.3f (%.3f)", k+2, s, first, spikes)
+		}
+	}
+}
+
+// NewAuto rejects out-of-range values of the newer parameters.
+func TestAuto_invalidParams(t *testing.T) {
+	for _, f := range []func(*AutoParams){
+		func(p *AutoParams) { p.WarmBoost = -1 },
+		func(p *AutoParams) { p.RangeDecay = 1 },
+		func(p *AutoParams) { p.RepeatLo = -0.1 },
+		func(p *AutoParams) { p.LocalFactor = 1.5 },
+		func(p *AutoParams) { p.LocalDecay = -1 },
+	} {
+		p := DefaultAutoParams()
+		f(&p)
+		if _, err := NewAuto(p); err == nil {
+			t.Errorf("NewAuto accepted %+v", p)
+		}
+	}
+}
