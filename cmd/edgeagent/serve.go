@@ -231,8 +231,23 @@ func (a *App) Start(ctx context.Context) error {
 		Logger:           a.log.With("component", "pipeline"),
 		Registerer:       a.reg,
 	})
-	if err := a.store.LoadState(a.pipeline.Restore); err != nil {
-		a.log.Warn("detector state not restored", "err", err)
+	// A state that no longer fits (its rule or the detector changed) only
+	// makes that sensor learn afresh; the others are still restored.
+	restored, fresh := 0, 0
+	err = a.store.LoadState(func(sensor string, state []byte) error {
+		if err := a.pipeline.Restore(sensor, state); err != nil {
+			fresh++
+			a.log.Debug("detector state not restored", "sensor", sensor, "err", err)
+			return nil
+		}
+		restored++
+		return nil
+	})
+	if err != nil {
+		a.log.Warn("detector state not read", "err", err)
+	}
+	if restored+fresh > 0 {
+		a.log.Info("detector state restored", "sensors", restored, "starting_fresh", fresh)
 	}
 	a.pipeline.Start()
 
