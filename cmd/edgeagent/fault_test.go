@@ -295,7 +295,7 @@ func TestFault_uplinkDownForTheWholeRun(t *testing.T) {
 	mosq := startMosquittoProc(t, dir)
 	mosq.Stop() // the port is known, nothing listens on it
 	cfgText := childConfig(filepath.Join(dir, "data"),
-		fmt.Sprintf("upstream: {url: \"tcp://127.0.0.1:%d\", backoff_min: 100ms, backoff_max: 1s}\n", mosq.Port))
+		fmt.Sprintf("upstream: {url: \"tcp://127.0.0.1:%d\", backoff_min: 100ms, backoff_max: 1s}\n", mosq.Port)+soakRules)
 	agent := startChild(t, dir, cfgText)
 	metricsURL := "http://" + agent.HTTP + "/metrics"
 	res, err := loadgen.Run(context.Background(), loadgen.Options{Broker: "tcp://" + agent.MQTT, Clients: 8, Sensors: 200,

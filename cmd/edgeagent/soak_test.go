@@ -45,8 +45,8 @@ type soakSample struct {
 // sixth of every quarter of the run; after the run the outbox must drain to
 // empty within 30 s.
 // soakRules: the default detectors plus a fast-learning z-score, so that
-// injected spikes raise alerts within the 2-minute run (auto waits for a
-// longer history before it scores).
+// injected spikes raise alerts within a short run (auto waits for a few
+// hundred readings of history before it scores).
 const soakRules = `rules:
   - name: soak
     detectors: [{type: auto}, {type: zscore, warmup: 20}, {type: flatline, duration: 1m, min_readings: 10}, {type: silence}]
