@@ -19,6 +19,7 @@ const (
 type metrics struct {
 	commits         prometheus.Counter
 	commitFailures  prometheus.Counter
+	sizeRetries     prometheus.Counter
 	bytesWritten    prometheus.Counter
 	fileBytes       prometheus.Gauge
 	readingsWritten prometheus.Counter
@@ -45,6 +46,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		commitFailures: f.NewCounter(prometheus.CounterOpts{
 			Name: "edgeagent_storage_commit_failures_total", Help: "Failed bbolt write transactions (disk full, I/O error, size limit).",
+		}),
+		sizeRetries: f.NewCounter(prometheus.CounterOpts{
+			Name: "edgeagent_storage_size_limit_retries_total",
+			Help: "Commits that hit the file size limit (bbolt MaxSize) and were retried after trimming.",
 		}),
 		bytesWritten: f.NewCounter(prometheus.CounterOpts{
 			Name: "edgeagent_storage_bytes_written_total",

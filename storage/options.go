@@ -29,11 +29,14 @@ type Options struct {
 	// MaxRawPerSensor caps the raw readings of one sensor; the oldest go
 	// first. Zero means 200000; negative means no cap.
 	MaxRawPerSensor int
-	// MaxBytes is the whole-file budget. When the pages in use exceed 80% of
-	// it, the oldest raw readings are trimmed (never alerts or the outbox).
+	// MaxBytes is the whole-file budget. The oldest raw readings are trimmed
+	// (never alerts or the outbox) while the pages in use plus the room the
+	// next commit needs exceed it: at least 20% of MaxBytes, more when
+	// commits are large (a commit rewrites one leaf per sensor it touches).
 	// bbolt's MaxSize is set to MaxBytes plus headroom (MaxBytes/4, at least
 	// 16MiB) so growth fails with an error instead of exhausting the disk or
-	// the 32-bit address space. Zero means 256MiB.
+	// the 32-bit address space; a commit that still hits it is retried after
+	// trimming instead of dropping its readings. Zero means 256MiB.
 	MaxBytes int64
 
 	// Outbox makes every alert transition also enqueue an outbox entry
@@ -80,8 +83,17 @@ const (
 	retentionEvery = time.Second
 	// retryEvery is how often a failing writer retries held alerts.
 	retryEvery = time.Second
-	// trimHigh is the fraction of MaxBytes in use that starts byte trimming.
+	// trimHigh is the fraction of MaxBytes in use that starts byte trimming
+	// when commits are small; large commits reserve more (DB.reserve).
 	trimHigh = 0.8
+	// maxSizeRetries is how often a batch whose commit hit bbolt's MaxSize
+	// is retried after trimming; maxSizeTrimSteps bounds the trimming
+	// transactions before each retry.
+	maxSizeRetries   = 4
+	maxSizeTrimSteps = 32
+	// maxTrimSteps bounds the byte-budget trimming transactions the writer
+	// runs between two batches.
+	maxTrimSteps = 64
 )
 
 func (o Options) withDefaults() Options {

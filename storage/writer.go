@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/edgeagent/edgeagent/agent"
 )
@@ -60,6 +61,9 @@ type writerState struct {
 	behind   bool      // the last retention pass hit its chunk limit
 	pageByte int64     // bbolt TxStats.PageAlloc after the last commit
 	inUse    int64     // bytes of pages in use after the last commit
+	maxDirty int64     // decaying maximum of the bytes one commit allocated
+	trimCut  uint64    // byte-budget trim pass: raw readings before this time go
+	trimNext int       // byte-budget trim pass: next sensor (by name order)
 	arena    arena
 	roll     map[rollKey]*rollupAgg
 	rejected map[int]error // results of this batch that were not stored
@@ -253,7 +257,17 @@ func (db *DB) run() {
 			// as the batch added: producers feel it as backpressure and
 			// the file stays within its budget.
 			for debt := len(b.results); db.w.behind && debt > 0 && !db.w.failing; {
-				debt -= db.retentionOnly()
+				n := db.retentionOnly()
+				if n == 0 {
+					break
+				}
+				debt -= n
+			}
+			// Keep the next commit's reserve free below MaxBytes.
+			for range maxTrimSteps {
+				if !db.overBudget() || db.w.failing || db.retentionOnly() == 0 {
+					break
+				}
 			}
 			continue
 		}
@@ -290,15 +304,48 @@ func (db *DB) commit(b *batch) {
 	var raw int
 	var ret retentionResult
 	runRetention := !start.Before(w.nextRet) || w.behind || db.overBudget()
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	var err error
+	for attempt := 0; ; attempt++ {
+		ob, raw, ret = outboxDelta{}, 0, retentionResult{}
+		err = db.update(b, alerts, runRetention, &ob, &raw, &ret)
+		if err == nil || !errors.Is(err, berrors.ErrMaxSizeReached) || attempt == maxSizeRetries {
+			break
+		}
+		// The file cannot grow: free pages by trimming the oldest raw
+		// readings in their own commits, then retry the same batch.
+		w.forget()
+		db.log.Warn("storage file at its size limit: trimming and retrying the batch",
+			"attempt", attempt+1, "readings", len(b.results), "in_use", w.inUse, "reserve", db.reserve())
+		db.m.sizeRetries.Inc()
+		for range maxSizeTrimSteps {
+			if db.retentionStep(true) == 0 {
+				break
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	if err != nil {
+		db.commitFailed(b, alerts, err)
+		return
+	}
+	if runRetention {
+		db.retentionDone(ret)
+	}
+	db.committed(b, raw, ob, elapsed)
+}
+
+// update writes b, alerts and, with runRetention, a retention step in one
+// transaction.
+func (db *DB) update(b *batch, alerts []agent.Alert, runRetention bool, ob *outboxDelta, raw *int, ret *retentionResult) error {
+	return db.bolt.Update(func(tx *bolt.Tx) error {
 		var err error
-		if raw, err = db.putResults(tx, b.results); err != nil {
+		if *raw, err = db.putResults(tx, b.results); err != nil {
 			return err
 		}
-		if err := db.putAlerts(tx, alerts, &ob); err != nil {
+		if err := db.putAlerts(tx, alerts, ob); err != nil {
 			return err
 		}
-		if err := db.putOutbox(tx, b.enqueues, b.deletes, &ob); err != nil {
+		if err := db.putOutbox(tx, b.enqueues, b.deletes, ob); err != nil {
 			return err
 		}
 		if len(b.states) > 0 {
@@ -310,20 +357,17 @@ func (db *DB) commit(b *batch) {
 			}
 		}
 		if runRetention {
-			if ret, err = db.retain(tx, &ob); err != nil {
+			if *ret, err = db.retain(tx, ob, false); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	elapsed := time.Since(start)
-	if err != nil {
-		db.commitFailed(b, alerts, err)
-		return
-	}
-	if runRetention {
-		db.retentionDone(ret)
-	}
+}
+
+// committed completes everyone waiting on b after its commit.
+func (db *DB) committed(b *batch, raw int, ob outboxDelta, elapsed time.Duration) {
+	w := &db.w
 	w.held = nil
 	if w.failing {
 		w.failing = false
@@ -349,20 +393,37 @@ func (db *DB) commit(b *batch) {
 	close(b.done)
 }
 
-// overBudget reports whether the pages in use after the last commit exceed
-// trimHigh of MaxBytes (bbolt's stats are updated when a write tx closes).
-func (db *DB) overBudget() bool {
-	return db.w.inUse > int64(trimHigh*float64(db.opts.MaxBytes))
+// overBudget reports whether the pages in use after the last commit leave
+// less than reserve() of MaxBytes free (bbolt's stats are updated when a
+// write tx closes, and count the pages it freed as free).
+func (db *DB) overBudget() bool { return db.overBytes(db.w.inUse) }
+
+func (db *DB) overBytes(inUse int64) bool {
+	return inUse+db.reserve() > db.opts.MaxBytes
+}
+
+// reserve is the room the next commit needs below MaxBytes. bbolt writes
+// copy-on-write: a commit allocates a new page for every page it changes and
+// can only reuse pages freed by earlier commits, so the file's high-water
+// mark is the pages in use plus the largest commit. With a bucket per sensor
+// a commit touches at least one leaf per sensor in the batch, so with
+// thousands of sensors that is tens of MiB, far more than a fixed fraction
+// of the budget: the reserve follows the measured commits.
+func (db *DB) reserve() int64 {
+	return max(int64((1-trimHigh)*float64(db.opts.MaxBytes)), db.w.maxDirty*5/4)
 }
 
 func (db *DB) countPages() {
 	st := db.bolt.Stats()
 	pa := st.TxStats.GetPageAlloc()
-	if d := pa - db.w.pageByte; d > 0 {
+	d := pa - db.w.pageByte
+	if d > 0 {
 		// dirty pages plus the meta page written by every commit
 		db.m.bytesWritten.Add(float64(d + int64(db.bolt.Info().PageSize)))
 	}
 	db.w.pageByte = pa
+	// decays by 1/32 per commit: a burst is remembered for ~100 commits
+	db.w.maxDirty = max(d, db.w.maxDirty-db.w.maxDirty/32)
 	if hwm := db.highWater(); hwm > 0 {
 		db.w.inUse = hwm - int64(st.FreeAlloc)
 	}

@@ -1,0 +1,106 @@
+package storage_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgeagent/edgeagent/agent"
+	"github.com/edgeagent/edgeagent/storage"
+)
+
+// envInt returns the integer in the environment variable name, or def.
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// TestDB_budgetManySensors is the soak's defect as a test: many sensors
+// (each costs its own leaf pages, and a commit rewrites one leaf per sensor)
+// and several times the byte budget of raw data. Retention must keep the
+// file away from bbolt's MaxSize, so that no commit fails and no reading is
+// dropped; the oldest raw readings are trimmed instead.
+// STORAGE_BUDGET_SENSORS / _READINGS / _MIB change the load.
+func TestDB_budgetManySensors(t *testing.T) {
+	sensors := envInt("STORAGE_BUDGET_SENSORS", 1000)
+	total := envInt("STORAGE_BUDGET_READINGS", 1_000_000)
+	budget := int64(envInt("STORAGE_BUDGET_MIB", 12)) << 20
+	if testing.Short() {
+		total /= 4
+	}
+	reg := prometheus.NewRegistry()
+	db := mustOpen(t, "", storage.Options{MaxBytes: budget, RawRetention: 1000 * time.Hour, MaxRawPerSensor: -1,
+		Registerer: reg, Logger: testLogger(t)})
+	maxSize := budget + max(budget/4, 16<<20) // as documented on Options.MaxBytes
+	names := make([]string, sensors)
+	for i := range names {
+		names[i] = fmt.Sprintf("sensor-%04d", i)
+	}
+	const per = 1000
+	rs := make([]agent.Result, per)
+	var peak int64
+	for n := 0; n < total; n += per {
+		for j := range rs {
+			i := n + j
+			// 5,000 readings/s in total, as in the soak
+			rs[j] = res(names[i%sensors], t0.Add(time.Duration(i)*200*time.Microsecond), float64(i))
+		}
+		var as []agent.Alert
+		if n%(100*per) == 0 {
+			as = append(as, alert(fmt.Sprintf("a%07d", n), names[0], agent.AlertFiring, t0))
+		}
+		db.Write(rs, as)
+		if n%(50*per) == 0 {
+			peak = max(peak, db.Size())
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := db.Flush(ctx); err != nil {
+		t.Errorf("Flush: %v", err)
+	}
+	peak = max(peak, db.Size())
+	written := counter(t, reg, "edgeagent_storage_readings_written_total")
+	trimmed := counter(t, reg, "edgeagent_storage_dropped_total", "reason", "byte_budget")
+	failed := counter(t, reg, "edgeagent_storage_commit_failures_total")
+	dropped := counter(t, reg, "edgeagent_storage_dropped_total", "reason", "commit_failed")
+	pageBytes := counter(t, reg, "edgeagent_storage_bytes_written_total")
+	t.Logf("%d readings over %d sensors, budget %d MiB: written %v, trimmed %v, file peak %.1f MiB (MaxSize %.1f MiB), %.0f B written/reading",
+		total, sensors, budget>>20, written, trimmed, float64(peak)/(1<<20), float64(maxSize)/(1<<20), pageBytes/written)
+	if failed != 0 || dropped != 0 {
+		t.Errorf("%v commits failed, %v readings dropped; want none", failed, dropped)
+	}
+	if written != float64(total) {
+		t.Errorf("readings_written_total = %v; want %d", written, total)
+	}
+	if trimmed == 0 {
+		t.Errorf("nothing trimmed: the load did not exceed the budget")
+	}
+	if peak >= maxSize {
+		t.Errorf("file reached %d bytes; MaxSize is %d", peak, maxSize)
+	}
+	if err := db.Ready(); err != nil {
+		t.Errorf("Ready() = %v", err)
+	}
+	// the newest readings of every sensor survive
+	for _, s := range []int{0, sensors / 2, sensors - 1} {
+		got, err := db.Readings(names[s], time.Time{}, time.Time{}, 1, true)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("%s: newest reading: %v, %v", names[s], got, err)
+		}
+		last := (total-1)/sensors*sensors + s
+		if last >= total {
+			last -= sensors
+		}
+		if got[0].Value != float64(last) {
+			t.Errorf("%s: newest value %v; want %d", names[s], got[0].Value, last)
+		}
+	}
+}
