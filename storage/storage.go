@@ -39,6 +39,7 @@ type DB struct {
 	mu      sync.Mutex
 	space   *sync.Cond // signalled when the writer takes a batch
 	cur     *batch
+	spare   []agent.Result // emptied results slice of a committed batch, for reuse
 	closing bool
 
 	kick   chan struct{} // cap 1: the current batch changed

@@ -239,6 +239,9 @@ func (db *DB) run() {
 		}
 		if due {
 			db.cur = newBatch()
+			// the results slice of the last committed batch, emptied:
+			// a batch does not grow its slice from zero every time
+			db.cur.results, db.spare = db.spare, nil
 			db.space.Broadcast()
 		}
 		db.mu.Unlock()
@@ -249,6 +252,7 @@ func (db *DB) run() {
 			} else {
 				close(b.done)
 			}
+			db.recycle(b)
 			if closing {
 				return
 			}
@@ -289,6 +293,22 @@ func (db *DB) run() {
 		case <-timer.C:
 		}
 	}
+}
+
+// recycle keeps b's results slice, emptied, for the batch after next. b
+// itself is not reused: waiters may still read b.err.
+func (db *DB) recycle(b *batch) {
+	rs := b.results
+	clear(rs) // drop Commit and string references
+	b.results = nil
+	if cap(rs) > 4*db.opts.MaxBatch {
+		return // a burst of huge Writes: let it go
+	}
+	db.mu.Lock()
+	if db.spare == nil {
+		db.spare = rs[:0]
+	}
+	db.mu.Unlock()
 }
 
 // commit writes b (plus held alerts and a retention step) in one transaction
