@@ -20,6 +20,8 @@ type metrics struct {
 	commits         prometheus.Counter
 	commitFailures  prometheus.Counter
 	sizeRetries     prometheus.Counter
+	folds           prometheus.Counter
+	journalReadings prometheus.Gauge
 	bytesWritten    prometheus.Counter
 	fileBytes       prometheus.Gauge
 	readingsWritten prometheus.Counter
@@ -50,6 +52,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		sizeRetries: f.NewCounter(prometheus.CounterOpts{
 			Name: "edgeagent_storage_size_limit_retries_total",
 			Help: "Commits that hit the file size limit (bbolt MaxSize) and were retried after trimming.",
+		}),
+		folds: f.NewCounter(prometheus.CounterOpts{
+			Name: "edgeagent_storage_journal_folds_total",
+			Help: "Transactions that moved journal readings into the per-sensor buckets.",
+		}),
+		journalReadings: f.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeagent_storage_journal_readings",
+			Help: "Committed readings in the journal, not yet folded into the per-sensor buckets.",
 		}),
 		bytesWritten: f.NewCounter(prometheus.CounterOpts{
 			Name: "edgeagent_storage_bytes_written_total",

@@ -21,6 +21,15 @@ type Options struct {
 	// writer.
 	MaxBatch int
 
+	// FoldInterval is the longest committed readings stay in the journal
+	// (see journal.go) before they are folded into their sensors' raw and
+	// rollup buckets. Zero means 30s. Longer folds fewer times: each fold
+	// rewrites about two pages per sensor it touches.
+	FoldInterval time.Duration
+	// FoldReadings is the journal size in readings that starts a fold.
+	// Zero means 32 per known sensor, at least 20000 and at most 200000.
+	FoldReadings int
+
 	// RawRetention is how long raw readings are kept. Zero means 48h.
 	RawRetention time.Duration
 	// RollupRetention is how long 1-minute rollups (and resolved alerts) are
@@ -67,6 +76,7 @@ type Options struct {
 const (
 	defaultCommitInterval   = 100 * time.Millisecond
 	defaultMaxBatch         = 20000
+	defaultFoldInterval     = 30 * time.Second
 	defaultRawRetention     = 48 * time.Hour
 	defaultRollupRetention  = 30 * 24 * time.Hour
 	defaultMaxRawPerSensor  = 200000
@@ -102,6 +112,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = defaultMaxBatch
+	}
+	if o.FoldInterval <= 0 {
+		o.FoldInterval = defaultFoldInterval
 	}
 	if o.RawRetention <= 0 {
 		o.RawRetention = defaultRawRetention

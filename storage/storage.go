@@ -98,6 +98,10 @@ func Open(path string, opts Options) (*DB, error) {
 		bdb.Close()
 		return nil, fmt.Errorf("storage %s: %w", path, err)
 	}
+	if err := db.loadJournal(); err != nil {
+		bdb.Close()
+		return nil, fmt.Errorf("storage %s: %w", path, err)
+	}
 	db.updateFileSize()
 	go db.run()
 	return db, nil
@@ -177,6 +181,12 @@ var migrations = [schemaVersion]func(tx *bolt.Tx) error{
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("bucket %s: %w", name, err)
 			}
+		}
+		return nil
+	},
+	1: func(tx *bolt.Tx) error { // the journal of recent commits
+		if _, err := tx.CreateBucketIfNotExists(bucketJournal); err != nil {
+			return fmt.Errorf("bucket %s: %w", bucketJournal, err)
 		}
 		return nil
 	},

@@ -23,6 +23,7 @@ type batch struct {
 	deletes  []uint64
 	states   map[string][]byte
 	waiters  int       // callers or readings waiting for durability
+	fold     bool      // fold the whole journal after the commit (Flush)
 	first    time.Time // when the first entry arrived (wall clock)
 	done     chan struct{}
 	err      error // set before done is closed
@@ -52,10 +53,10 @@ func (b *batch) touch() {
 
 // writerState is touched only by the writer goroutine (and Open, before it starts).
 type writerState struct {
-	last     map[string]lastKey // sensor -> its newest raw key
-	counts   map[string]int     // sensor -> raw readings stored
-	sensors  map[string]string  // sensor -> kind "\x00" unit as stored
-	held     []agent.Alert      // alerts of failed commits, retried
+	last     map[string]lastKey    // sensor -> its newest raw key
+	counts   map[string]int        // sensor -> raw readings stored
+	sensors  map[string]sensorMeta // sensor -> kind and unit as stored
+	held     []agent.Alert         // alerts of failed commits, retried
 	failing  bool
 	nextRet  time.Time // when the next retention pass is due (wall clock)
 	behind   bool      // the last retention pass hit its chunk limit
@@ -64,6 +65,10 @@ type writerState struct {
 	maxDirty int64     // decaying maximum of the bytes one commit allocated
 	trimCut  uint64    // byte-budget trim pass: raw readings before this time go
 	trimNext int       // byte-budget trim pass: next sensor (by name order)
+	jseq     uint64    // next journal key
+	jCount   int       // records in the journal
+	jFirst   time.Time // when the oldest unfolded commit was made (wall clock)
+	nextFold time.Time // a failed fold is retried after this
 	arena    arena
 	roll     map[rollKey]*rollupAgg
 	rejected map[int]error // results of this batch that were not stored
@@ -76,6 +81,8 @@ type lastKey struct {
 	ok  bool
 }
 
+type sensorMeta struct{ kind, unit string }
+
 type rollKey struct {
 	sensor string
 	minute uint64
@@ -84,7 +91,7 @@ type rollKey struct {
 func (w *writerState) init() {
 	w.last = map[string]lastKey{}
 	w.counts = map[string]int{}
-	w.sensors = map[string]string{}
+	w.sensors = map[string]sensorMeta{}
 	w.roll = map[rollKey]*rollupAgg{}
 	w.rejected = map[int]error{}
 }
@@ -175,7 +182,10 @@ func (db *DB) submit(ctx context.Context, fill func(b *batch)) error {
 }
 
 // Flush commits everything written so far and waits for it, or for ctx.
-func (db *DB) Flush(ctx context.Context) error { return db.submit(ctx, nil) }
+// It also folds the journal into the per-sensor buckets.
+func (db *DB) Flush(ctx context.Context) error {
+	return db.submit(ctx, func(b *batch) { b.fold = true })
+}
 
 // SaveState stores detector/filter snapshots (sensor -> bytes) in the next
 // commit and returns once they are durable. Sensors not in states keep theirs.
@@ -273,14 +283,28 @@ func (db *DB) run() {
 					break
 				}
 			}
+			if db.foldDue(time.Now()) && !db.w.failing {
+				db.fold()
+			}
 			continue
 		}
 		if !now.Before(db.w.nextRet) || db.w.behind {
 			db.retentionOnly()
 			continue
 		}
+		if db.foldDue(now) {
+			db.fold()
+			continue
+		}
 
 		wait := db.w.nextRet.Sub(now)
+		if db.w.jCount > 0 {
+			at := db.w.jFirst.Add(db.opts.FoldInterval)
+			if at.Before(db.w.nextFold) {
+				at = db.w.nextFold
+			}
+			wait = min(wait, at.Sub(now))
+		}
 		if !empty {
 			wait = min(wait, first.Add(db.opts.CommitInterval).Sub(now))
 		}
@@ -351,6 +375,18 @@ func (db *DB) commit(b *batch) {
 	if runRetention {
 		db.retentionDone(ret)
 	}
+	if len(b.results) > 0 {
+		if w.jCount == 0 {
+			w.jFirst = time.Now()
+		}
+		w.jCount += len(b.results)
+		db.m.journalReadings.Set(float64(w.jCount))
+	}
+	if b.fold { // Flush: everything into the per-sensor buckets
+		for n := w.jCount; n > 0 && w.jCount > 0; n -= foldMax {
+			db.fold()
+		}
+	}
 	db.committed(b, raw, ob, elapsed)
 }
 
@@ -359,7 +395,7 @@ func (db *DB) commit(b *batch) {
 func (db *DB) update(b *batch, alerts []agent.Alert, runRetention bool, ob *outboxDelta, raw *int, ret *retentionResult) error {
 	return db.bolt.Update(func(tx *bolt.Tx) error {
 		var err error
-		if *raw, err = db.putResults(tx, b.results); err != nil {
+		if *raw, err = db.putJournal(tx, b.results); err != nil {
 			return err
 		}
 		if err := db.putAlerts(tx, alerts, ob); err != nil {
@@ -483,62 +519,6 @@ func (db *DB) commitFailed(b *batch, alerts []agent.Alert, err error) {
 	db.updateFileSize()
 }
 
-// putResults appends raw readings and folds every result into its rollup.
-// It returns the number of raw readings written.
-func (db *DB) putResults(tx *bolt.Tx, rs []agent.Result) (int, error) {
-	if len(rs) == 0 {
-		return 0, nil
-	}
-	w := &db.w
-	rb := tx.Bucket(bucketReadings)
-	var (
-		cur     *bolt.Bucket
-		curName string
-		written int
-	)
-	clear(w.roll)
-	clear(w.rejected)
-	for i := range rs {
-		r := &rs[i]
-		ts := tsNano(r.Time)
-		minute := ts - ts%uint64(time.Minute)
-		k := rollKey{r.Sensor, minute}
-		a := w.roll[k]
-		if a == nil {
-			a = &rollupAgg{}
-			w.roll[k] = a
-		}
-		a.add(r.Value, ts)
-		if r.Suppressed {
-			continue
-		}
-		if cur == nil || curName != r.Sensor {
-			b, err := db.sensorBucket(tx, rb, r.Sensor)
-			if err != nil {
-				return written, err
-			}
-			cur, curName = b, r.Sensor
-			if err := db.noteSensor(tx, r); err != nil {
-				return written, err
-			}
-		}
-		seq, err := db.nextSeq(cur, r.Sensor, ts)
-		if err != nil { // 65536 readings at one time: reject this one, keep the batch
-			w.rejected[i] = err
-			continue
-		}
-		// bbolt keeps the slices given to Put until the commit: no reuse
-		key := w.arena.take(readingKey(w.arena.buf(), ts, seq))
-		val := w.arena.take(encodeReading(w.arena.buf(), r))
-		if err := cur.Put(key, val); err != nil {
-			return written, fmt.Errorf("sensor %q: put reading: %w", r.Sensor, err)
-		}
-		w.counts[r.Sensor]++
-		written++
-	}
-	return written, db.putRollups(tx)
-}
-
 // sensorBucket returns the sensor's readings bucket, creating it, and loads
 // the writer's caches for it.
 func (db *DB) sensorBucket(tx *bolt.Tx, rb *bolt.Bucket, sensor string) (*bolt.Bucket, error) {
@@ -587,17 +567,17 @@ func (db *DB) nextSeq(b *bolt.Bucket, sensor string, ts uint64) (uint16, error) 
 
 // noteSensor records the sensor's kind and unit when they change.
 func (db *DB) noteSensor(tx *bolt.Tx, r *agent.Result) error {
-	info := r.Kind + "\x00" + r.Unit
-	if old, ok := db.w.sensors[r.Sensor]; ok && old == info {
+	if old, ok := db.w.sensors[r.Sensor]; ok && old.kind == r.Kind && old.unit == r.Unit {
 		return nil
 	}
+	info := r.Kind + "\x00" + r.Unit
 	sb := tx.Bucket(bucketSensors)
 	if v := sb.Get([]byte(r.Sensor)); string(v) != info {
 		if err := sb.Put([]byte(r.Sensor), []byte(info)); err != nil {
 			return fmt.Errorf("sensor %q: info: %w", r.Sensor, err)
 		}
 	}
-	db.w.sensors[r.Sensor] = info
+	db.w.sensors[r.Sensor] = sensorMeta{r.Kind, r.Unit}
 	return nil
 }
 
