@@ -37,9 +37,29 @@ const (
 
 // jrec is one decoded journal record; its slices point into the value.
 type jrec struct {
+	rec    []byte // the whole record, length prefix included
 	sensor []byte
 	ts     uint64
 	val    []byte // encodeReading form, mask possibly with maskSuppressed
+}
+
+// jref is a jrec in a third of the memory, for the fold's list of up to
+// foldMax records.
+type jref struct {
+	rec []byte
+	so  uint8  // offset of the sensor id in rec
+	sl  uint16 // its length
+}
+
+func (j *jref) sensor() []byte { return j.rec[j.so : int(j.so)+int(j.sl)] }
+
+func (j *jref) jrec() jrec {
+	at := int(j.so) + int(j.sl)
+	return jrec{rec: j.rec, sensor: j.sensor(), ts: binary.BigEndian.Uint64(j.rec[at:]), val: j.rec[at+8:]}
+}
+
+func (r *jrec) ref() jref {
+	return jref{rec: r.rec, so: uint8(len(r.rec) - len(r.val) - 8 - len(r.sensor)), sl: uint16(len(r.sensor))}
 }
 
 func (r *jrec) suppressed() bool { return r.val[0]&maskSuppressed != 0 }
@@ -68,13 +88,13 @@ func forRecords(v []byte, fn func(r *jrec) error) error {
 		if w <= 0 || uint64(len(v)-w) < n {
 			return fmt.Errorf("journal record: %w", errCorrupt)
 		}
-		body := v[w : w+int(n)]
+		rec, body := v[:w+int(n)], v[w:w+int(n)]
 		v = v[w+int(n):]
 		sl, w := binary.Uvarint(body)
 		if w <= 0 || uint64(len(body)-w) < sl+8+11 {
 			return fmt.Errorf("journal record: %w", errCorrupt)
 		}
-		r := jrec{sensor: body[w : w+int(sl)]}
+		r := jrec{rec: rec, sensor: body[w : w+int(sl)]}
 		body = body[w+int(sl):]
 		r.ts = binary.BigEndian.Uint64(body)
 		r.val = body[8:]
@@ -185,6 +205,27 @@ func (db *DB) foldAt() int {
 	return min(max(32*len(db.w.counts), 20_000), foldMax)
 }
 
+// minFoldSensors is the fewest sensors a fold moves; maxFoldSensors the
+// most, which bounds the fold's memory (bbolt holds every dirty page and
+// node of a transaction in memory until it commits: ~12 KiB per sensor).
+const (
+	minFoldSensors = 16
+	maxFoldSensors = 1024
+)
+
+// foldSensors is the most sensors one fold moves: a fold rewrites about two
+// pages (raw and rollup leaf) per sensor, plus branches, and those must fit
+// in the room under the byte budget: at most the fixed reserve (20% of
+// MaxBytes), at most half of what is not in use now.
+func (db *DB) foldSensors() int {
+	per := float64(3 * db.bolt.Info().PageSize)
+	room := (1 - trimHigh) * float64(db.opts.MaxBytes)
+	if avail := float64(db.opts.MaxBytes-db.w.inUse) / 2; avail < room {
+		room = avail
+	}
+	return max(minFoldSensors, int(room/per))
+}
+
 // foldDue reports whether the journal should be folded now.
 func (db *DB) foldDue(now time.Time) bool {
 	w := &db.w
@@ -201,78 +242,168 @@ func (db *DB) fold() {
 	w := &db.w
 	start := time.Now()
 	var moved, recs, invalid int
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
-		moved, recs, invalid = 0, 0, 0
-		jb := tx.Bucket(bucketJournal)
-		jb.FillPercent = 1
-		var all []jrec
-		c := jb.Cursor()
-		keys := 0
-		for k, v := c.First(); k != nil && len(all) < foldMax; k, v = c.Next() {
-			err := forRecords(v, func(r *jrec) error { all = append(all, *r); return nil })
-			if err != nil {
-				return fmt.Errorf("journal key %x: %w", k, err)
-			}
-			keys++
+	var partial bool
+	limit := db.foldSensors()
+	var err error
+	for attempt := 0; ; attempt++ {
+		err = db.bolt.Update(func(tx *bolt.Tx) error {
+			return db.foldTx(tx, limit, &moved, &recs, &invalid, &partial)
+		})
+		if err == nil || !errors.Is(err, berrors.ErrMaxSizeReached) || attempt == maxSizeRetries || limit <= minFoldSensors {
+			break
 		}
-		recs = len(all)
-		// group by sensor, keeping journal order within a sensor
-		slices.SortStableFunc(all, func(a, b jrec) int { return bytes.Compare(a.sensor, b.sensor) })
-		rb := tx.Bucket(bucketReadings)
+		// no room for this many sensors' pages: trim, then fold fewer
+		w.forget()
 		clear(w.roll)
-		for i := 0; i < len(all); {
-			j := i + 1
-			for j < len(all) && bytes.Equal(all[j].sensor, all[i].sensor) {
-				j++
+		db.m.sizeRetries.Inc()
+		db.log.Debug("storage journal fold at the size limit: retrying with fewer sensors", "sensors", limit)
+		limit = max(limit/2, minFoldSensors)
+		for range maxSizeTrimSteps / 4 {
+			if db.retentionStep(true) == 0 {
+				break
 			}
-			name := string(all[i].sensor)
-			var b *bolt.Bucket
-			for k := i; k < j; k++ {
-				r := &all[k]
-				if len(r.val) < 11 {
-					return fmt.Errorf("journal: sensor %q: %w", name, errCorrupt)
-				}
-				minute := r.ts - r.ts%uint64(time.Minute)
-				rk := rollKey{name, minute}
-				a := w.roll[rk]
-				if a == nil {
-					a = &rollupAgg{}
-					w.roll[rk] = a
-				}
-				a.add(r.value(), r.ts)
-				if r.suppressed() {
-					continue
-				}
-				if b == nil {
-					var err error
-					if b, err = db.sensorBucket(tx, rb, name); err != nil {
-						return err
-					}
-				}
-				seq, err := db.nextSeq(b, name, r.ts)
-				if err != nil { // 65536 readings at one time: drop this one
-					invalid++
-					db.log.Warn("storage dropped a reading", "err", err)
-					continue
-				}
-				key := w.arena.take(readingKey(w.arena.buf(), r.ts, seq))
-				val := w.arena.take(append(w.arena.buf(), r.val...))
-				if err := b.Put(key, val); err != nil {
-					return fmt.Errorf("sensor %q: put reading: %w", name, err)
-				}
-				w.counts[name]++
-				moved++
+		}
+	}
+	db.folded(err, start, moved, recs, invalid, partial)
+}
+
+// foldTx is one fold transaction: at most limit sensors.
+func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs, invalid *int, partial *bool) error {
+	w := &db.w
+	*moved, *recs, *invalid, *partial = 0, 0, 0, false
+	jb := tx.Bucket(bucketJournal)
+	jb.FillPercent = 1
+	var journal []jref // journal order
+	c := jb.Cursor()
+	keys := 0
+	var firstKey uint64
+	for k, v := c.First(); k != nil && len(journal) < foldMax; k, v = c.Next() {
+		if keys == 0 && len(k) == 8 {
+			firstKey = binary.BigEndian.Uint64(k)
+		}
+		err := forRecords(v, func(r *jrec) error { journal = append(journal, r.ref()); return nil })
+		if err != nil {
+			return fmt.Errorf("journal key %x: %w", k, err)
+		}
+		keys++
+	}
+	// group by sensor, keeping journal order within a sensor
+	all := make([]int32, len(journal))
+	for i := range all {
+		all[i] = int32(i)
+	}
+	sensor := func(i int) []byte { return journal[all[i]].sensor() }
+	slices.SortStableFunc(all, func(a, b int32) int { return bytes.Compare(journal[a].sensor(), journal[b].sensor()) })
+	// fold at most foldSensors sensors, resuming after the last one
+	// folded, so that a fold's dirty pages stay within the budget
+	var groups [][2]int
+	for i := 0; i < len(all); {
+		j := i + 1
+		for j < len(all) && bytes.Equal(sensor(j), sensor(i)) {
+			j++
+		}
+		groups = append(groups, [2]int{i, j})
+		i = j
+	}
+	var chosen map[string]struct{} // nil: every sensor
+	if limit = min(limit, maxFoldSensors); len(groups) > limit {
+		from, _ := slices.BinarySearchFunc(groups, w.foldFrom, func(g [2]int, name string) int {
+			return bytes.Compare(sensor(g[0]), []byte(name))
+		})
+		groups = append(groups[from:], groups[:from]...)[:limit]
+		chosen = make(map[string]struct{}, limit)
+		for _, g := range groups {
+			chosen[string(sensor(g[0]))] = struct{}{}
+		}
+		w.foldFrom = string(sensor(groups[len(groups)-1][0])) + "\x00"
+	}
+	rb := tx.Bucket(bucketReadings)
+	clear(w.roll)
+	for _, g := range groups {
+		i, j := g[0], g[1]
+		*recs += j - i
+		name := string(sensor(i))
+		var b *bolt.Bucket
+		for k := i; k < j; k++ {
+			rv := journal[all[k]].jrec()
+			r := &rv
+			if len(r.val) < 11 {
+				return fmt.Errorf("journal: sensor %q: %w", name, errCorrupt)
 			}
-			i = j
+			minute := r.ts - r.ts%uint64(time.Minute)
+			rk := rollKey{name, minute}
+			a := w.roll[rk]
+			if a == nil {
+				a = &rollupAgg{}
+				w.roll[rk] = a
+			}
+			a.add(r.value(), r.ts)
+			if r.suppressed() {
+				continue
+			}
+			if b == nil {
+				var err error
+				if b, err = db.sensorBucket(tx, rb, name); err != nil {
+					return err
+				}
+			}
+			seq, err := db.nextSeq(b, name, r.ts)
+			if err != nil { // 65536 readings at one time: drop this one
+				(*invalid)++
+				db.log.Warn("storage dropped a reading", "err", err)
+				continue
+			}
+			key := w.arena.take(readingKey(w.arena.buf(), r.ts, seq))
+			val := w.arena.take(append(w.arena.buf(), r.val...))
+			if err := b.Put(key, val); err != nil {
+				return fmt.Errorf("sensor %q: put reading: %w", name, err)
+			}
+			w.counts[name]++
+			(*moved)++
 		}
-		if err := db.putRollups(tx); err != nil {
-			return err
-		}
-		if _, err := deleteOldest(jb, keys, func([]byte, int) bool { return false }); err != nil {
-			return fmt.Errorf("journal: delete folded: %w", err)
-		}
+	}
+	if err := db.putRollups(tx); err != nil {
+		return err
+	}
+	if _, err := deleteOldest(jb, keys, func([]byte, int) bool { return false }); err != nil {
+		return fmt.Errorf("journal: delete folded: %w", err)
+	}
+	if chosen == nil {
 		return nil
-	})
+	}
+	*partial = true
+	// the records of the sensors not folded go back, in journal order,
+	// under the first keys just deleted: they fit, and they stay
+	// before every newer key
+	key, buf := firstKey, make([]byte, 0, journalChunk+256)
+	put := func() error {
+		if err := jb.Put(binary.BigEndian.AppendUint64(make([]byte, 0, 8), key), buf); err != nil {
+			return fmt.Errorf("journal: put back %d: %w", key, err)
+		}
+		key++
+		buf = make([]byte, 0, journalChunk+256)
+		return nil
+	}
+	for i := range journal {
+		if _, ok := chosen[string(journal[i].sensor())]; ok {
+			continue
+		}
+		buf = append(buf, journal[i].rec...)
+		if len(buf) >= journalChunk {
+			if err := put(); err != nil {
+				return err
+			}
+		}
+	}
+	if len(buf) > 0 {
+		return put()
+	}
+	return nil
+}
+
+// folded records the end of a fold.
+func (db *DB) folded(err error, start time.Time, moved, recs, invalid int, partial bool) {
+	w := &db.w
 	if err != nil {
 		w.forget()
 		clear(w.roll)
@@ -293,9 +424,9 @@ func (db *DB) fold() {
 	w.jCount -= recs
 	if w.jCount <= 0 {
 		w.jCount, w.jFirst = 0, time.Time{}
-	} else {
+	} else if !partial {
 		w.jFirst = time.Now() // what is left is younger than this
-	}
+	} // else: a partial fold left older records; the next fold is due as well
 	w.nextFold = time.Time{}
 	db.readyErr.Store(nil)
 	db.m.commits.Inc()
@@ -305,5 +436,5 @@ func (db *DB) fold() {
 	db.m.dropInvalid.Add(float64(invalid))
 	db.countPages()
 	db.updateFileSize()
-	db.log.Debug("storage folded the journal", "readings", recs, "raw", moved, "took", time.Since(start))
+	db.log.Debug("storage folded the journal", "readings", recs, "raw", moved, "partial", partial, "took", time.Since(start))
 }

@@ -203,3 +203,44 @@ func resultValues(rs []agent.Result) []float64 {
 	}
 	return out
 }
+
+// TestDB_journalPartialFolds: with a small budget a fold moves only some
+// sensors (its dirty pages must fit the budget's free room) and puts the
+// other records back in order; every reading ends up in its bucket.
+func TestDB_journalPartialFolds(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	// 1 MiB: room for 64 sensors per fold
+	db := mustOpen(t, "", storage.Options{MaxBytes: 1 << 20, FoldReadings: 500, FoldInterval: 20 * time.Millisecond, Registerer: reg})
+	const sensors, per = 200, 10
+	for i := range per {
+		rs := make([]agent.Result, sensors)
+		for s := range rs {
+			// equal times for every third round: order must survive the put-back
+			at := t0.Add(time.Duration(i-i%3) * time.Second)
+			rs[s] = res(fmt.Sprintf("s%03d", s), at, float64(i*1000+s))
+		}
+		writeDurable(t, db, rs)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for counter(t, reg, "edgeagent_storage_journal_readings") > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	folds := counter(t, reg, "edgeagent_storage_journal_folds_total")
+	if n := counter(t, reg, "edgeagent_storage_journal_readings"); n != 0 || folds < sensors/64 {
+		t.Fatalf("journal_readings = %v after %v folds; want 0 after at least %d", n, folds, sensors/64)
+	}
+	for s := range sensors {
+		rs, err := db.Readings(fmt.Sprintf("s%03d", s), time.Time{}, time.Time{}, 0, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]float64, per)
+		for i := range want {
+			want[i] = float64(i*1000 + s)
+		}
+		if fmt.Sprint(values(rs)) != fmt.Sprint(want) {
+			t.Fatalf("s%03d = %v; want %v", s, values(rs), want)
+		}
+	}
+	t.Logf("%v folds", folds)
+}

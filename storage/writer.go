@@ -69,6 +69,7 @@ type writerState struct {
 	jCount   int       // records in the journal
 	jFirst   time.Time // when the oldest unfolded commit was made (wall clock)
 	nextFold time.Time // a failed fold is retried after this
+	foldFrom string    // a partial fold resumes at this sensor name
 	arena    arena
 	roll     map[rollKey]*rollupAgg
 	rejected map[int]error // results of this batch that were not stored
