@@ -107,3 +107,52 @@ func TestDB_budgetManySensors(t *testing.T) {
 		}
 	}
 }
+
+// TestDB_budgetRetryAtMaxSize: a batch far larger than the room the budget
+// keeps free (here 150,000 readings in one commit on a file at its budget)
+// hits bbolt's MaxSize; the writer trims and commits the same batch again
+// instead of dropping it.
+func TestDB_budgetRetryAtMaxSize(t *testing.T) {
+	const budget = 20 << 20 // between 16 and 64 MiB, MaxSize = budget + 16 MiB: growth stops at the budget
+	reg := prometheus.NewRegistry()
+	db := mustOpen(t, "", storage.Options{MaxBytes: budget, MaxBatch: 200_000, CommitInterval: time.Hour,
+		RawRetention: 1000 * time.Hour, MaxRawPerSensor: -1, Registerer: reg, Logger: testLogger(t)})
+	n := 0
+	write := func(count, sensors int) {
+		rs := make([]agent.Result, count)
+		for j := range rs {
+			rs[j] = res(fmt.Sprintf("s%03d", n%sensors), t0.Add(time.Duration(n)*time.Millisecond), float64(n))
+			n++
+		}
+		c := agent.NewCommit(count)
+		for j := range rs {
+			rs[j].Commit = c
+		}
+		db.Write(rs, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := c.Wait(ctx); err != nil {
+			t.Fatalf("commit of %d readings: %v", count, err)
+		}
+	}
+	for range 40 { // ~1.6x the budget of raw data, in commits of 20,000
+		write(20_000, 100)
+	}
+	flush(t, db)
+	before := db.Size()
+	write(150_000, 100)
+	flush(t, db)
+	retries := counter(t, reg, "edgeagent_storage_size_limit_retries_total")
+	t.Logf("file %d -> %d bytes; %v size-limit retries; trimmed %v", before, db.Size(), retries,
+		counter(t, reg, "edgeagent_storage_dropped_total", "reason", "byte_budget"))
+	if dropped := counter(t, reg, "edgeagent_storage_dropped_total", "reason", "commit_failed"); dropped != 0 {
+		t.Errorf("%v readings dropped", dropped)
+	}
+	if retries == 0 {
+		t.Errorf("the big batch never hit MaxSize: the test does not exercise the retry")
+	}
+	got, err := db.Readings("s007", time.Time{}, time.Time{}, 1, true)
+	if err != nil || len(got) != 1 || got[0].Value != float64(n-100+7) {
+		t.Errorf("newest reading of s007 = %v, %v; want %d", got, err, n-100+7)
+	}
+}
