@@ -36,6 +36,8 @@ func TestDB_budgetManySensors(t *testing.T) {
 	budget := int64(envInt("STORAGE_BUDGET_MIB", 12)) << 20
 	if testing.Short() {
 		total /= 4
+	} else if raceEnabled {
+		total = total * 2 / 5
 	}
 	reg := prometheus.NewRegistry()
 	db := mustOpen(t, "", storage.Options{MaxBytes: budget, RawRetention: 1000 * time.Hour, MaxRawPerSensor: -1,
@@ -135,7 +137,11 @@ func TestDB_budgetRetryAtMaxSize(t *testing.T) {
 			t.Fatalf("commit of %d readings: %v", count, err)
 		}
 	}
-	for range 40 { // ~1.6x the budget of raw data, in commits of 20,000
+	rounds := 40 // ~1.6x the budget of raw data, in commits of 20,000
+	if raceEnabled {
+		rounds = 24 // enough to reach the budget
+	}
+	for range rounds {
 		write(20_000, 100)
 	}
 	flush(t, db)
