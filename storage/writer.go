@@ -263,6 +263,7 @@ func (db *DB) run() {
 			} else {
 				close(b.done)
 			}
+			added := len(b.results)
 			db.recycle(b)
 			if closing {
 				return
@@ -271,7 +272,7 @@ func (db *DB) run() {
 			// transaction at a time, until it deleted as many raw readings
 			// as the batch added: producers feel it as backpressure and
 			// the file stays within its budget.
-			for debt := len(b.results); db.w.behind && debt > 0 && !db.w.failing; {
+			for debt := added; db.w.behind && debt > 0 && !db.w.failing; {
 				n := db.retentionOnly()
 				if n == 0 {
 					break
