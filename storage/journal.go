@@ -202,7 +202,7 @@ func (db *DB) foldAt() int {
 	if db.opts.FoldReadings > 0 {
 		return db.opts.FoldReadings
 	}
-	return min(max(32*len(db.w.counts), 20_000), foldMax)
+	return min(max(128*len(db.w.counts), 20_000), foldMax)
 }
 
 // minFoldSensors is the fewest sensors a fold moves; maxFoldSensors the
@@ -273,7 +273,7 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs, invalid *int, partial 
 	*moved, *recs, *invalid, *partial = 0, 0, 0, false
 	jb := tx.Bucket(bucketJournal)
 	jb.FillPercent = 1
-	var journal []jref // journal order
+	journal := make([]jref, 0, min(w.jCount, foldMax)+journalChunk/16) // journal order
 	c := jb.Cursor()
 	keys := 0
 	var firstKey uint64
@@ -293,7 +293,12 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs, invalid *int, partial 
 		all[i] = int32(i)
 	}
 	sensor := func(i int) []byte { return journal[all[i]].sensor() }
-	slices.SortStableFunc(all, func(a, b int32) int { return bytes.Compare(journal[a].sensor(), journal[b].sensor()) })
+	slices.SortFunc(all, func(a, b int32) int { // stable: ties by position
+		if c := bytes.Compare(journal[a].sensor(), journal[b].sensor()); c != 0 {
+			return c
+		}
+		return int(a - b)
+	})
 	// fold at most foldSensors sensors, resuming after the last one
 	// folded, so that a fold's dirty pages stay within the budget
 	var groups [][2]int

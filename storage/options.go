@@ -27,7 +27,7 @@ type Options struct {
 	// rewrites about two pages per sensor it touches.
 	FoldInterval time.Duration
 	// FoldReadings is the journal size in readings that starts a fold.
-	// Zero means 32 per known sensor, at least 20000 and at most 200000.
+	// Zero means 128 per known sensor, at least 20000 and at most 200000.
 	FoldReadings int
 
 	// RawRetention is how long raw readings are kept. Zero means 48h.
