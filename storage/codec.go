@@ -10,7 +10,7 @@ import (
 	"github.com/edgeagent/edgeagent/agent"
 )
 
-// Bucket names. The layout (schema version 1):
+// Bucket names. The layout (schema version 2):
 //
 //	meta        "schema" -> uint32 BE version
 //	readings    <sensor> -> bucket: tsKey(time)+seq(2B BE) -> reading value
@@ -20,6 +20,7 @@ import (
 //	alert_ids   ID -> key in alerts
 //	outbox      NextSequence (8B BE) -> outbox value
 //	state       <sensor> -> detector/filter snapshot
+//	journal     sequence (8B BE) -> chunk of reading records (schema 2, journal.go)
 var (
 	bucketMeta     = []byte("meta")
 	bucketReadings = []byte("readings")
@@ -29,15 +30,16 @@ var (
 	bucketAlertIDs = []byte("alert_ids")
 	bucketOutbox   = []byte("outbox")
 	bucketState    = []byte("state")
+	bucketJournal  = []byte("journal")
 
 	keySchema = []byte("schema")
 
 	allBuckets = [][]byte{bucketMeta, bucketReadings, bucketRollups, bucketSensors,
-		bucketAlerts, bucketAlertIDs, bucketOutbox, bucketState}
+		bucketAlerts, bucketAlertIDs, bucketOutbox, bucketState, bucketJournal}
 )
 
 // schemaVersion is the layout this code writes.
-const schemaVersion = 1
+const schemaVersion = 2
 
 // fillPercent is set on every bucket written: keys are mostly appended, so
 // splitting pages 90% full nearly halves the file (LIBRARIES.md 3.3).

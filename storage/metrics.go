@@ -19,6 +19,9 @@ const (
 type metrics struct {
 	commits         prometheus.Counter
 	commitFailures  prometheus.Counter
+	sizeRetries     prometheus.Counter
+	folds           prometheus.Counter
+	journalReadings prometheus.Gauge
 	bytesWritten    prometheus.Counter
 	fileBytes       prometheus.Gauge
 	readingsWritten prometheus.Counter
@@ -45,6 +48,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		commitFailures: f.NewCounter(prometheus.CounterOpts{
 			Name: "edgeagent_storage_commit_failures_total", Help: "Failed bbolt write transactions (disk full, I/O error, size limit).",
+		}),
+		sizeRetries: f.NewCounter(prometheus.CounterOpts{
+			Name: "edgeagent_storage_size_limit_retries_total",
+			Help: "Commits that hit the file size limit (bbolt MaxSize) and were retried after trimming.",
+		}),
+		folds: f.NewCounter(prometheus.CounterOpts{
+			Name: "edgeagent_storage_journal_folds_total",
+			Help: "Transactions that moved journal readings into the per-sensor buckets.",
+		}),
+		journalReadings: f.NewGauge(prometheus.GaugeOpts{
+			Name: "edgeagent_storage_journal_readings",
+			Help: "Committed readings in the journal, not yet folded into the per-sensor buckets.",
 		}),
 		bytesWritten: f.NewCounter(prometheus.CounterOpts{
 			Name: "edgeagent_storage_bytes_written_total",

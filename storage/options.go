@@ -21,6 +21,15 @@ type Options struct {
 	// writer.
 	MaxBatch int
 
+	// FoldInterval is the longest committed readings stay in the journal
+	// (see journal.go) before they are folded into their sensors' raw and
+	// rollup buckets. Zero means 30s. Longer folds fewer times: each fold
+	// rewrites about two pages per sensor it touches.
+	FoldInterval time.Duration
+	// FoldReadings is the journal size in readings that starts a fold.
+	// Zero means 128 per known sensor, at least 20000 and at most 200000.
+	FoldReadings int
+
 	// RawRetention is how long raw readings are kept. Zero means 48h.
 	RawRetention time.Duration
 	// RollupRetention is how long 1-minute rollups (and resolved alerts) are
@@ -29,11 +38,14 @@ type Options struct {
 	// MaxRawPerSensor caps the raw readings of one sensor; the oldest go
 	// first. Zero means 200000; negative means no cap.
 	MaxRawPerSensor int
-	// MaxBytes is the whole-file budget. When the pages in use exceed 80% of
-	// it, the oldest raw readings are trimmed (never alerts or the outbox).
+	// MaxBytes is the whole-file budget. The oldest raw readings are trimmed
+	// (never alerts or the outbox) while the pages in use plus the room the
+	// next commit needs exceed it: at least 20% of MaxBytes, more when
+	// commits are large (a commit rewrites one leaf per sensor it touches).
 	// bbolt's MaxSize is set to MaxBytes plus headroom (MaxBytes/4, at least
 	// 16MiB) so growth fails with an error instead of exhausting the disk or
-	// the 32-bit address space. Zero means 256MiB.
+	// the 32-bit address space; a commit that still hits it is retried after
+	// trimming instead of dropping its readings. Zero means 256MiB.
 	MaxBytes int64
 
 	// Outbox makes every alert transition also enqueue an outbox entry
@@ -64,6 +76,7 @@ type Options struct {
 const (
 	defaultCommitInterval   = 100 * time.Millisecond
 	defaultMaxBatch         = 20000
+	defaultFoldInterval     = 30 * time.Second
 	defaultRawRetention     = 48 * time.Hour
 	defaultRollupRetention  = 30 * 24 * time.Hour
 	defaultMaxRawPerSensor  = 200000
@@ -80,8 +93,17 @@ const (
 	retentionEvery = time.Second
 	// retryEvery is how often a failing writer retries held alerts.
 	retryEvery = time.Second
-	// trimHigh is the fraction of MaxBytes in use that starts byte trimming.
+	// trimHigh is the fraction of MaxBytes in use that starts byte trimming
+	// when commits are small; large commits reserve more (DB.reserve).
 	trimHigh = 0.8
+	// maxSizeRetries is how often a batch whose commit hit bbolt's MaxSize
+	// is retried after trimming; maxSizeTrimSteps bounds the trimming
+	// transactions before each retry.
+	maxSizeRetries   = 4
+	maxSizeTrimSteps = 32
+	// maxTrimSteps bounds the byte-budget trimming transactions the writer
+	// runs between two batches.
+	maxTrimSteps = 64
 )
 
 func (o Options) withDefaults() Options {
@@ -90,6 +112,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = defaultMaxBatch
+	}
+	if o.FoldInterval <= 0 {
+		o.FoldInterval = defaultFoldInterval
 	}
 	if o.RawRetention <= 0 {
 		o.RawRetention = defaultRawRetention

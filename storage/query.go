@@ -2,9 +2,13 @@ package storage
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,44 +36,92 @@ func sensorInfo(tx *bolt.Tx, sensor string) (kind, unit string) {
 // Results returns the stored results of sensor with from <= Time < to
 // (zero from: from the first; zero to: to the last), oldest first or, with
 // desc, newest first, at most limit of them (limit <= 0: all). An unknown
-// sensor returns no results and no error.
+// sensor returns no results and no error. Readings still in the journal are
+// merged in: at equal times, older commits come first, as after the fold.
 func (db *DB) Results(sensor string, from, to time.Time, limit int, desc bool) ([]agent.Result, error) {
 	lo, hi := timeRange(from, to)
+	loTs, hiTs := binary.BigEndian.Uint64(lo), uint64(math.MaxUint64)
+	if hi != nil {
+		hiTs = binary.BigEndian.Uint64(hi)
+	}
 	var out []agent.Result
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketReadings).Bucket([]byte(sensor))
-		if b == nil {
-			return nil
-		}
 		kind, unit := sensorInfo(tx, sensor)
-		c := b.Cursor()
-		var k, v []byte
-		step := c.Next
-		if desc {
-			step = c.Prev
-			if hi == nil {
-				k, v = c.Last()
-			} else if k, _ = c.Seek(hi); k == nil {
-				k, v = c.Last()
-			} else {
-				k, v = c.Prev()
+		// the journal tail of this sensor, oldest first
+		var tail []agent.Result
+		name := []byte(sensor)
+		err := forJournal(tx, func(r *jrec) error {
+			if r.ts < loTs || r.ts >= hiTs || r.suppressed() || !bytes.Equal(r.sensor, name) {
+				return nil
 			}
-		} else {
-			k, v = c.Seek(lo)
-		}
-		inRange := func(k []byte) bool {
-			if desc {
-				return bytes.Compare(k[:8], lo) >= 0
-			}
-			return hi == nil || bytes.Compare(k[:8], hi) < 0
-		}
-		for ; k != nil && inRange(k) && (limit <= 0 || len(out) < limit); k, v = step() {
-			var r agent.Result
-			if err := decodeReading(sensor, k, v, &r); err != nil {
+			var res agent.Result
+			if err := decodeRecord(sensor, r, &res); err != nil {
 				return err
 			}
-			r.Kind, r.Unit = kind, unit
-			out = append(out, r)
+			res.Kind, res.Unit = kind, unit
+			tail = append(tail, res)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		slices.SortStableFunc(tail, func(a, b agent.Result) int { return a.Time.Compare(b.Time) })
+		if desc {
+			slices.Reverse(tail)
+		}
+		full := func() bool { return limit > 0 && len(out) >= limit }
+		// before reports whether a stored key comes before the tail's next
+		// result in the requested order (stored first at equal times)
+		before := func(k []byte) bool {
+			if len(tail) == 0 {
+				return true
+			}
+			ts := tsNano(tail[0].Time)
+			if desc {
+				return binary.BigEndian.Uint64(k) > ts
+			}
+			return binary.BigEndian.Uint64(k) <= ts
+		}
+		if b := tx.Bucket(bucketReadings).Bucket(name); b != nil {
+			c := b.Cursor()
+			var k, v []byte
+			step := c.Next
+			if desc {
+				step = c.Prev
+				if hi == nil {
+					k, v = c.Last()
+				} else if k, _ = c.Seek(hi); k == nil {
+					k, v = c.Last()
+				} else {
+					k, v = c.Prev()
+				}
+			} else {
+				k, v = c.Seek(lo)
+			}
+			inRange := func(k []byte) bool {
+				if desc {
+					return bytes.Compare(k[:8], lo) >= 0
+				}
+				return hi == nil || bytes.Compare(k[:8], hi) < 0
+			}
+			for k != nil && inRange(k) && !full() {
+				if !before(k) {
+					out = append(out, tail[0])
+					tail = tail[1:]
+					continue
+				}
+				var r agent.Result
+				if err := decodeReading(sensor, k, v, &r); err != nil {
+					return err
+				}
+				r.Kind, r.Unit = kind, unit
+				out = append(out, r)
+				k, v = step()
+			}
+		}
+		for len(tail) > 0 && !full() {
+			out = append(out, tail[0])
+			tail = tail[1:]
 		}
 		return nil
 	})
@@ -93,26 +145,71 @@ func (db *DB) Readings(sensor string, from, to time.Time, limit int, desc bool) 
 }
 
 // Rollups returns the 1-minute rollups of sensor whose minute starts in
-// [from, to), oldest first, at most limit (limit <= 0: all).
+// [from, to), oldest first, at most limit (limit <= 0: all). Readings still
+// in the journal are included.
 func (db *DB) Rollups(sensor string, from, to time.Time, limit int) ([]Rollup, error) {
 	lo, hi := timeRange(from.Truncate(time.Minute), to)
+	loTs, hiTs := binary.BigEndian.Uint64(lo), uint64(math.MaxUint64)
+	if hi != nil {
+		hiTs = binary.BigEndian.Uint64(hi)
+	}
 	var out []Rollup
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRollups).Bucket([]byte(sensor))
-		if b == nil {
-			return nil
-		}
-		c := b.Cursor()
-		for k, v := c.Seek(lo); k != nil && (hi == nil || bytes.Compare(k, hi) < 0) && (limit <= 0 || len(out) < limit); k, v = c.Next() {
-			a, err := decodeRollup(v)
-			if err != nil || len(k) != 8 {
-				return fmt.Errorf("rollup %x: %w", k, errCorrupt)
+		// the journal tail of this sensor, by minute
+		tail := map[uint64]*rollupAgg{}
+		name := []byte(sensor)
+		err := forJournal(tx, func(r *jrec) error {
+			if !bytes.Equal(r.sensor, name) {
+				return nil
 			}
-			r := Rollup{Start: keyTime(k), Count: int(a.count), Min: a.min, Max: a.max, Last: a.last}
+			minute := r.ts - r.ts%uint64(time.Minute)
+			if minute < loTs || minute >= hiTs {
+				return nil
+			}
+			a := tail[minute]
+			if a == nil {
+				a = &rollupAgg{}
+				tail[minute] = a
+			}
+			a.add(r.value(), r.ts)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		minutes := slices.Sorted(maps.Keys(tail))
+		full := func() bool { return limit > 0 && len(out) >= limit }
+		emit := func(minute uint64, a rollupAgg) {
+			r := Rollup{Start: time.Unix(0, int64(minute)), Count: int(a.count), Min: a.min, Max: a.max, Last: a.last}
 			if a.count > 0 {
 				r.Mean = a.sum / float64(a.count)
 			}
 			out = append(out, r)
+		}
+		if b := tx.Bucket(bucketRollups).Bucket(name); b != nil {
+			c := b.Cursor()
+			for k, v := c.Seek(lo); k != nil && (hi == nil || bytes.Compare(k, hi) < 0) && !full(); {
+				a, err := decodeRollup(v)
+				if err != nil || len(k) != 8 {
+					return fmt.Errorf("rollup %x: %w", k, errCorrupt)
+				}
+				minute := binary.BigEndian.Uint64(k)
+				if len(minutes) > 0 && minutes[0] < minute {
+					emit(minutes[0], *tail[minutes[0]])
+					minutes = minutes[1:]
+					continue
+				}
+				if len(minutes) > 0 && minutes[0] == minute {
+					a.merge(*tail[minute])
+					minutes = minutes[1:]
+				}
+				emit(minute, a)
+				k, v = c.Next()
+			}
+		}
+		for len(minutes) > 0 && !full() {
+			emit(minutes[0], *tail[minutes[0]])
+			minutes = minutes[1:]
 		}
 		return nil
 	})
@@ -122,11 +219,13 @@ func (db *DB) Rollups(sensor string, from, to time.Time, limit int) ([]Rollup, e
 	return out, nil
 }
 
-// Latest returns the newest stored raw reading of every sensor.
+// Latest returns the newest stored raw reading of every sensor, including
+// readings still in the journal.
 func (db *DB) Latest() (map[string]agent.Reading, error) {
 	out := map[string]agent.Reading{}
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketReadings).ForEach(func(name, v []byte) error {
+		newest := map[string]uint64{}
+		err := tx.Bucket(bucketReadings).ForEach(func(name, v []byte) error {
 			if v != nil {
 				return nil
 			}
@@ -139,10 +238,37 @@ func (db *DB) Latest() (map[string]agent.Reading, error) {
 			if err := decodeReading(s, k, val, &r); err != nil {
 				return err
 			}
-			r.Kind, r.Unit = sensorInfo(tx, s)
 			out[s] = r.Reading
+			newest[s] = binary.BigEndian.Uint64(k)
 			return nil
 		})
+		if err != nil {
+			return err
+		}
+		err = forJournal(tx, func(r *jrec) error {
+			if r.suppressed() {
+				return nil
+			}
+			if ts, ok := newest[string(r.sensor)]; ok && r.ts < ts {
+				return nil
+			}
+			s := string(r.sensor)
+			var res agent.Result
+			if err := decodeRecord(s, r, &res); err != nil {
+				return err
+			}
+			out[s] = res.Reading
+			newest[s] = r.ts
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for s, r := range out {
+			r.Kind, r.Unit = sensorInfo(tx, s)
+			out[s] = r
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("storage %s: latest: %w", db.path, err)

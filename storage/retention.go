@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -28,15 +29,16 @@ func (r retentionResult) deleted() int {
 // retain runs one retention step in tx, deleting at most retentionChunk keys:
 // expired raw readings and rollups, per-sensor caps, old resolved alerts,
 // rollup-lane outbox eviction, then the oldest raw readings while the pages
-// in use exceed trimHigh of MaxBytes. Alerts and alert-lane outbox entries
-// are never trimmed for bytes.
-func (db *DB) retain(tx *bolt.Tx, ob *outboxDelta) (retentionResult, error) {
+// in use leave less than the reserve of MaxBytes free (or always, with
+// force). Alerts and alert-lane outbox entries are never trimmed for bytes.
+func (db *DB) retain(tx *bolt.Tx, ob *outboxDelta, force bool) (retentionResult, error) {
 	var res retentionResult
 	budget := retentionChunk
 	now := db.opts.Now()
 	inUse := tx.Size() - int64(db.bolt.Stats().FreeAlloc)
-	overBytes := inUse > int64(trimHigh*float64(db.opts.MaxBytes))
-	db.log.Debug("storage retention step", "in_use", inUse, "tx_size", tx.Size(), "free", db.bolt.Stats().FreeAlloc, "over", overBytes)
+	overBytes := force || db.overBytes(inUse)
+	db.log.Debug("storage retention step", "in_use", inUse, "tx_size", tx.Size(), "free", db.bolt.Stats().FreeAlloc,
+		"reserve", db.reserve(), "over", overBytes)
 
 	rawCut := tsKey(nil, now.Add(-db.opts.RawRetention))
 	rb := tx.Bucket(bucketReadings)
@@ -113,7 +115,7 @@ func (db *DB) retain(tx *bolt.Tx, ob *outboxDelta) (retentionResult, error) {
 		res.evicted = n
 	}
 	if overBytes && budget > 0 {
-		n, err := db.trimOldest(rb, sensors, budget, true)
+		n, err := db.trimRaw(rb, sensors, budget)
 		if err != nil {
 			return res, err
 		}
@@ -154,6 +156,70 @@ func deleteOldest(b *bolt.Bucket, max int, stop func(k []byte, deleted int) bool
 		k, _ = c.Seek(key)
 	}
 	return n, nil
+}
+
+// trimPasses bounds the trim passes one trimRaw call starts.
+const trimPasses = 4
+
+// trimRaw deletes up to budget of the oldest raw readings for the byte
+// budget. It works in passes: a pass picks a cut time an eighth of the way
+// from the oldest stored reading to the newest and deletes every sensor's
+// readings before it, sensor by sensor, resuming across transactions. Each
+// sensor loses whole leaves from the old end of its tree, so a step frees
+// many pages and dirties few; no sensor loses its newest readings before
+// every sensor has lost its oldest.
+func (db *DB) trimRaw(rb *bolt.Bucket, sensors []string, budget int) (int, error) {
+	w := &db.w
+	total := 0
+	for pass := 0; budget > 0 && pass < trimPasses; {
+		if w.trimCut == 0 || w.trimNext >= len(sensors) {
+			pass++
+			var oldest, newest uint64
+			found := false
+			for _, s := range sensors {
+				c := rb.Bucket([]byte(s)).Cursor()
+				first, _ := c.First()
+				last, _ := c.Last()
+				if len(first) < 8 || len(last) < 8 {
+					continue
+				}
+				f, l := binary.BigEndian.Uint64(first), binary.BigEndian.Uint64(last)
+				if !found || f < oldest {
+					oldest = f
+				}
+				if !found || l > newest {
+					newest = l
+				}
+				found = true
+			}
+			if !found {
+				w.trimCut = 0
+				return total, nil
+			}
+			// at least one nanosecond past the oldest: a pass always deletes
+			w.trimCut, w.trimNext = oldest+(newest-oldest)/8+1, 0
+		}
+		cut := binary.BigEndian.AppendUint64(nil, w.trimCut)
+		for ; w.trimNext < len(sensors) && budget > 0; w.trimNext++ {
+			name := sensors[w.trimNext]
+			b := rb.Bucket([]byte(name))
+			if b == nil {
+				continue
+			}
+			b.FillPercent = fillPercent
+			n, err := deleteOldest(b, budget, func(k []byte, _ int) bool { return bytes.Compare(k[:8], cut) >= 0 })
+			if err != nil {
+				return total, fmt.Errorf("sensor %q: byte budget trim: %w", name, err)
+			}
+			db.w.counts[name] -= n
+			budget -= n
+			total += n
+			if budget == 0 {
+				break // this sensor may have more before the cut
+			}
+		}
+	}
+	return total, nil
 }
 
 // trimOldest deletes up to budget of the oldest keys across the sensor
@@ -232,7 +298,11 @@ func (db *DB) retentionDone(r retentionResult) {
 // retentionOnly runs a retention step in its own transaction, committed only
 // if it deleted something (an empty commit would still cost two fsyncs).
 // It returns the number of raw readings deleted.
-func (db *DB) retentionOnly() int {
+func (db *DB) retentionOnly() int { return db.retentionStep(false) }
+
+// retentionStep is retentionOnly; force trims for the byte budget whatever
+// the pages in use (the file hit its size limit).
+func (db *DB) retentionStep(force bool) int {
 	tx, err := db.bolt.Begin(true)
 	if err != nil {
 		db.retentionFailed(err)
@@ -240,7 +310,7 @@ func (db *DB) retentionOnly() int {
 	}
 	var ob outboxDelta
 	start := time.Now()
-	res, err := db.retain(tx, &ob)
+	res, err := db.retain(tx, &ob, force)
 	if err != nil {
 		_ = tx.Rollback()
 		db.retentionFailed(err)

@@ -39,6 +39,7 @@ type DB struct {
 	mu      sync.Mutex
 	space   *sync.Cond // signalled when the writer takes a batch
 	cur     *batch
+	spare   []agent.Result // emptied results slice of a committed batch, for reuse
 	closing bool
 
 	kick   chan struct{} // cap 1: the current batch changed
@@ -94,6 +95,10 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("storage %s: %w", path, err)
 	}
 	if err := db.loadOutboxStats(); err != nil {
+		bdb.Close()
+		return nil, fmt.Errorf("storage %s: %w", path, err)
+	}
+	if err := db.loadJournal(); err != nil {
 		bdb.Close()
 		return nil, fmt.Errorf("storage %s: %w", path, err)
 	}
@@ -176,6 +181,12 @@ var migrations = [schemaVersion]func(tx *bolt.Tx) error{
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("bucket %s: %w", name, err)
 			}
+		}
+		return nil
+	},
+	1: func(tx *bolt.Tx) error { // the journal of recent commits
+		if _, err := tx.CreateBucketIfNotExists(bucketJournal); err != nil {
+			return fmt.Errorf("bucket %s: %w", bucketJournal, err)
 		}
 		return nil
 	},

@@ -673,8 +673,9 @@ func TestOpen_schema(t *testing.T) {
 		}
 		defer bdb.Close()
 		_ = bdb.View(func(tx *bolt.Tx) error {
-			if v := tx.Bucket([]byte("meta")).Get([]byte("schema")); binary.BigEndian.Uint32(v) != 1 {
-				t.Errorf("schema after migration = %x; want 1", v)
+			// schema 2 added the journal bucket
+			if v := tx.Bucket([]byte("meta")).Get([]byte("schema")); binary.BigEndian.Uint32(v) != 2 {
+				t.Errorf("schema after migration = %x; want 2", v)
 			}
 			return nil
 		})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/edgeagent/edgeagent/agent"
 )
@@ -22,6 +23,7 @@ type batch struct {
 	deletes  []uint64
 	states   map[string][]byte
 	waiters  int       // callers or readings waiting for durability
+	fold     bool      // fold the whole journal after the commit (Flush)
 	first    time.Time // when the first entry arrived (wall clock)
 	done     chan struct{}
 	err      error // set before done is closed
@@ -51,15 +53,23 @@ func (b *batch) touch() {
 
 // writerState is touched only by the writer goroutine (and Open, before it starts).
 type writerState struct {
-	last     map[string]lastKey // sensor -> its newest raw key
-	counts   map[string]int     // sensor -> raw readings stored
-	sensors  map[string]string  // sensor -> kind "\x00" unit as stored
-	held     []agent.Alert      // alerts of failed commits, retried
+	last     map[string]lastKey    // sensor -> its newest raw key
+	counts   map[string]int        // sensor -> raw readings stored
+	sensors  map[string]sensorMeta // sensor -> kind and unit as stored
+	held     []agent.Alert         // alerts of failed commits, retried
 	failing  bool
 	nextRet  time.Time // when the next retention pass is due (wall clock)
 	behind   bool      // the last retention pass hit its chunk limit
 	pageByte int64     // bbolt TxStats.PageAlloc after the last commit
 	inUse    int64     // bytes of pages in use after the last commit
+	maxDirty int64     // decaying maximum of the bytes one commit allocated
+	trimCut  uint64    // byte-budget trim pass: raw readings before this time go
+	trimNext int       // byte-budget trim pass: next sensor (by name order)
+	jseq     uint64    // next journal key
+	jCount   int       // records in the journal
+	jFirst   time.Time // when the oldest unfolded commit was made (wall clock)
+	nextFold time.Time // a failed fold is retried after this
+	foldFrom string    // a partial fold resumes at this sensor name
 	arena    arena
 	roll     map[rollKey]*rollupAgg
 	rejected map[int]error // results of this batch that were not stored
@@ -72,6 +82,8 @@ type lastKey struct {
 	ok  bool
 }
 
+type sensorMeta struct{ kind, unit string }
+
 type rollKey struct {
 	sensor string
 	minute uint64
@@ -80,7 +92,7 @@ type rollKey struct {
 func (w *writerState) init() {
 	w.last = map[string]lastKey{}
 	w.counts = map[string]int{}
-	w.sensors = map[string]string{}
+	w.sensors = map[string]sensorMeta{}
 	w.roll = map[rollKey]*rollupAgg{}
 	w.rejected = map[int]error{}
 }
@@ -171,7 +183,10 @@ func (db *DB) submit(ctx context.Context, fill func(b *batch)) error {
 }
 
 // Flush commits everything written so far and waits for it, or for ctx.
-func (db *DB) Flush(ctx context.Context) error { return db.submit(ctx, nil) }
+// It also folds the journal into the per-sensor buckets.
+func (db *DB) Flush(ctx context.Context) error {
+	return db.submit(ctx, func(b *batch) { b.fold = true })
+}
 
 // SaveState stores detector/filter snapshots (sensor -> bytes) in the next
 // commit and returns once they are durable. Sensors not in states keep theirs.
@@ -235,6 +250,9 @@ func (db *DB) run() {
 		}
 		if due {
 			db.cur = newBatch()
+			// the results slice of the last committed batch, emptied:
+			// a batch does not grow its slice from zero every time
+			db.cur.results, db.spare = db.spare, nil
 			db.space.Broadcast()
 		}
 		db.mu.Unlock()
@@ -245,6 +263,8 @@ func (db *DB) run() {
 			} else {
 				close(b.done)
 			}
+			added := len(b.results)
+			db.recycle(b)
 			if closing {
 				return
 			}
@@ -252,8 +272,21 @@ func (db *DB) run() {
 			// transaction at a time, until it deleted as many raw readings
 			// as the batch added: producers feel it as backpressure and
 			// the file stays within its budget.
-			for debt := len(b.results); db.w.behind && debt > 0 && !db.w.failing; {
-				debt -= db.retentionOnly()
+			for debt := added; db.w.behind && debt > 0 && !db.w.failing; {
+				n := db.retentionOnly()
+				if n == 0 {
+					break
+				}
+				debt -= n
+			}
+			// Keep the next commit's reserve free below MaxBytes.
+			for range maxTrimSteps {
+				if !db.overBudget() || db.w.failing || db.retentionOnly() == 0 {
+					break
+				}
+			}
+			if db.foldDue(time.Now()) && !db.w.failing {
+				db.fold()
 			}
 			continue
 		}
@@ -261,8 +294,19 @@ func (db *DB) run() {
 			db.retentionOnly()
 			continue
 		}
+		if db.foldDue(now) {
+			db.fold()
+			continue
+		}
 
 		wait := db.w.nextRet.Sub(now)
+		if db.w.jCount > 0 {
+			at := db.w.jFirst.Add(db.opts.FoldInterval)
+			if at.Before(db.w.nextFold) {
+				at = db.w.nextFold
+			}
+			wait = min(wait, at.Sub(now))
+		}
 		if !empty {
 			wait = min(wait, first.Add(db.opts.CommitInterval).Sub(now))
 		}
@@ -275,6 +319,22 @@ func (db *DB) run() {
 		case <-timer.C:
 		}
 	}
+}
+
+// recycle keeps b's results slice, emptied, for the batch after next. b
+// itself is not reused: waiters may still read b.err.
+func (db *DB) recycle(b *batch) {
+	rs := b.results
+	clear(rs) // drop Commit and string references
+	b.results = nil
+	if cap(rs) > 4*db.opts.MaxBatch {
+		return // a burst of huge Writes: let it go
+	}
+	db.mu.Lock()
+	if db.spare == nil {
+		db.spare = rs[:0]
+	}
+	db.mu.Unlock()
 }
 
 // commit writes b (plus held alerts and a retention step) in one transaction
@@ -290,15 +350,60 @@ func (db *DB) commit(b *batch) {
 	var raw int
 	var ret retentionResult
 	runRetention := !start.Before(w.nextRet) || w.behind || db.overBudget()
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	var err error
+	for attempt := 0; ; attempt++ {
+		ob, raw, ret = outboxDelta{}, 0, retentionResult{}
+		err = db.update(b, alerts, runRetention, &ob, &raw, &ret)
+		if err == nil || !errors.Is(err, berrors.ErrMaxSizeReached) || attempt == maxSizeRetries {
+			break
+		}
+		// The file cannot grow: free pages by trimming the oldest raw
+		// readings in their own commits, then retry the same batch.
+		w.forget()
+		db.log.Warn("storage file at its size limit: trimming and retrying the batch",
+			"attempt", attempt+1, "readings", len(b.results), "in_use", w.inUse, "reserve", db.reserve())
+		db.m.sizeRetries.Inc()
+		for range maxSizeTrimSteps {
+			if db.retentionStep(true) == 0 {
+				break
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	if err != nil {
+		db.commitFailed(b, alerts, err)
+		return
+	}
+	if runRetention {
+		db.retentionDone(ret)
+	}
+	if len(b.results) > 0 {
+		if w.jCount == 0 {
+			w.jFirst = time.Now()
+		}
+		w.jCount += len(b.results)
+		db.m.journalReadings.Set(float64(w.jCount))
+	}
+	if b.fold { // Flush: everything into the per-sensor buckets
+		for n := w.jCount; n > 0 && w.jCount > 0; n -= foldMax {
+			db.fold()
+		}
+	}
+	db.committed(b, raw, ob, elapsed)
+}
+
+// update writes b, alerts and, with runRetention, a retention step in one
+// transaction.
+func (db *DB) update(b *batch, alerts []agent.Alert, runRetention bool, ob *outboxDelta, raw *int, ret *retentionResult) error {
+	return db.bolt.Update(func(tx *bolt.Tx) error {
 		var err error
-		if raw, err = db.putResults(tx, b.results); err != nil {
+		if *raw, err = db.putJournal(tx, b.results); err != nil {
 			return err
 		}
-		if err := db.putAlerts(tx, alerts, &ob); err != nil {
+		if err := db.putAlerts(tx, alerts, ob); err != nil {
 			return err
 		}
-		if err := db.putOutbox(tx, b.enqueues, b.deletes, &ob); err != nil {
+		if err := db.putOutbox(tx, b.enqueues, b.deletes, ob); err != nil {
 			return err
 		}
 		if len(b.states) > 0 {
@@ -310,20 +415,17 @@ func (db *DB) commit(b *batch) {
 			}
 		}
 		if runRetention {
-			if ret, err = db.retain(tx, &ob); err != nil {
+			if *ret, err = db.retain(tx, ob, false); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	elapsed := time.Since(start)
-	if err != nil {
-		db.commitFailed(b, alerts, err)
-		return
-	}
-	if runRetention {
-		db.retentionDone(ret)
-	}
+}
+
+// committed completes everyone waiting on b after its commit.
+func (db *DB) committed(b *batch, raw int, ob outboxDelta, elapsed time.Duration) {
+	w := &db.w
 	w.held = nil
 	if w.failing {
 		w.failing = false
@@ -349,20 +451,37 @@ func (db *DB) commit(b *batch) {
 	close(b.done)
 }
 
-// overBudget reports whether the pages in use after the last commit exceed
-// trimHigh of MaxBytes (bbolt's stats are updated when a write tx closes).
-func (db *DB) overBudget() bool {
-	return db.w.inUse > int64(trimHigh*float64(db.opts.MaxBytes))
+// overBudget reports whether the pages in use after the last commit leave
+// less than reserve() of MaxBytes free (bbolt's stats are updated when a
+// write tx closes, and count the pages it freed as free).
+func (db *DB) overBudget() bool { return db.overBytes(db.w.inUse) }
+
+func (db *DB) overBytes(inUse int64) bool {
+	return inUse+db.reserve() > db.opts.MaxBytes
+}
+
+// reserve is the room the next commit needs below MaxBytes. bbolt writes
+// copy-on-write: a commit allocates a new page for every page it changes and
+// can only reuse pages freed by earlier commits, so the file's high-water
+// mark is the pages in use plus the largest commit. With a bucket per sensor
+// a commit touches at least one leaf per sensor in the batch, so with
+// thousands of sensors that is tens of MiB, far more than a fixed fraction
+// of the budget: the reserve follows the measured commits.
+func (db *DB) reserve() int64 {
+	return max(int64((1-trimHigh)*float64(db.opts.MaxBytes)), db.w.maxDirty*5/4)
 }
 
 func (db *DB) countPages() {
 	st := db.bolt.Stats()
 	pa := st.TxStats.GetPageAlloc()
-	if d := pa - db.w.pageByte; d > 0 {
+	d := pa - db.w.pageByte
+	if d > 0 {
 		// dirty pages plus the meta page written by every commit
 		db.m.bytesWritten.Add(float64(d + int64(db.bolt.Info().PageSize)))
 	}
 	db.w.pageByte = pa
+	// decays by 1/32 per commit: a burst is remembered for ~100 commits
+	db.w.maxDirty = max(d, db.w.maxDirty-db.w.maxDirty/32)
 	if hwm := db.highWater(); hwm > 0 {
 		db.w.inUse = hwm - int64(st.FreeAlloc)
 	}
@@ -400,62 +519,6 @@ func (db *DB) commitFailed(b *batch, alerts []agent.Alert, err error) {
 	b.err = ferr
 	close(b.done)
 	db.updateFileSize()
-}
-
-// putResults appends raw readings and folds every result into its rollup.
-// It returns the number of raw readings written.
-func (db *DB) putResults(tx *bolt.Tx, rs []agent.Result) (int, error) {
-	if len(rs) == 0 {
-		return 0, nil
-	}
-	w := &db.w
-	rb := tx.Bucket(bucketReadings)
-	var (
-		cur     *bolt.Bucket
-		curName string
-		written int
-	)
-	clear(w.roll)
-	clear(w.rejected)
-	for i := range rs {
-		r := &rs[i]
-		ts := tsNano(r.Time)
-		minute := ts - ts%uint64(time.Minute)
-		k := rollKey{r.Sensor, minute}
-		a := w.roll[k]
-		if a == nil {
-			a = &rollupAgg{}
-			w.roll[k] = a
-		}
-		a.add(r.Value, ts)
-		if r.Suppressed {
-			continue
-		}
-		if cur == nil || curName != r.Sensor {
-			b, err := db.sensorBucket(tx, rb, r.Sensor)
-			if err != nil {
-				return written, err
-			}
-			cur, curName = b, r.Sensor
-			if err := db.noteSensor(tx, r); err != nil {
-				return written, err
-			}
-		}
-		seq, err := db.nextSeq(cur, r.Sensor, ts)
-		if err != nil { // 65536 readings at one time: reject this one, keep the batch
-			w.rejected[i] = err
-			continue
-		}
-		// bbolt keeps the slices given to Put until the commit: no reuse
-		key := w.arena.take(readingKey(w.arena.buf(), ts, seq))
-		val := w.arena.take(encodeReading(w.arena.buf(), r))
-		if err := cur.Put(key, val); err != nil {
-			return written, fmt.Errorf("sensor %q: put reading: %w", r.Sensor, err)
-		}
-		w.counts[r.Sensor]++
-		written++
-	}
-	return written, db.putRollups(tx)
 }
 
 // sensorBucket returns the sensor's readings bucket, creating it, and loads
@@ -506,17 +569,17 @@ func (db *DB) nextSeq(b *bolt.Bucket, sensor string, ts uint64) (uint16, error) 
 
 // noteSensor records the sensor's kind and unit when they change.
 func (db *DB) noteSensor(tx *bolt.Tx, r *agent.Result) error {
-	info := r.Kind + "\x00" + r.Unit
-	if old, ok := db.w.sensors[r.Sensor]; ok && old == info {
+	if old, ok := db.w.sensors[r.Sensor]; ok && old.kind == r.Kind && old.unit == r.Unit {
 		return nil
 	}
+	info := r.Kind + "\x00" + r.Unit
 	sb := tx.Bucket(bucketSensors)
 	if v := sb.Get([]byte(r.Sensor)); string(v) != info {
 		if err := sb.Put([]byte(r.Sensor), []byte(info)); err != nil {
 			return fmt.Errorf("sensor %q: info: %w", r.Sensor, err)
 		}
 	}
-	db.w.sensors[r.Sensor] = info
+	db.w.sensors[r.Sensor] = sensorMeta{r.Kind, r.Unit}
 	return nil
 }
 

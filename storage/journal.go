@@ -1,0 +1,445 @@
+package storage
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/edgeagent/edgeagent/agent"
+)
+
+// The journal is where a group commit puts its readings: one time-ordered
+// bucket, keyed by an 8-byte big-endian sequence, each value a chunk of
+// records of up to journalChunk bytes. A commit of readings from thousands
+// of sensors therefore dirties a few journal leaves instead of one raw and
+// one rollup leaf per sensor. The writer folds the journal into the
+// per-sensor raw and rollup buckets in large chunks (DB.fold), which
+// amortises those pages over many readings per sensor, and deletes the
+// folded keys in the same transaction. Queries merge the unfolded tail.
+//
+// Record: uvarint body length, then the body: uvarint sensor length, sensor,
+// 8-byte BE unix-nano time, the reading value (encodeReading) whose mask has
+// maskSuppressed set for a result that goes only into the rollups.
+const (
+	maskSuppressed = 0x80
+	// journalChunk bounds a journal value so that it fits in one 4 KiB page
+	// (no overflow pages, which need contiguous free runs).
+	journalChunk = 3800
+	// foldMax bounds the readings one fold transaction moves.
+	foldMax = 200_000
+)
+
+// jrec is one decoded journal record; its slices point into the value.
+type jrec struct {
+	rec    []byte // the whole record, length prefix included
+	sensor []byte
+	ts     uint64
+	val    []byte // encodeReading form, mask possibly with maskSuppressed
+}
+
+// jref is a jrec in a third of the memory, for the fold's list of up to
+// foldMax records.
+type jref struct {
+	rec []byte
+	so  uint8  // offset of the sensor id in rec
+	sl  uint16 // its length
+}
+
+func (j *jref) sensor() []byte { return j.rec[j.so : int(j.so)+int(j.sl)] }
+
+func (j *jref) jrec() jrec {
+	at := int(j.so) + int(j.sl)
+	return jrec{rec: j.rec, sensor: j.sensor(), ts: binary.BigEndian.Uint64(j.rec[at:]), val: j.rec[at+8:]}
+}
+
+func (r *jrec) ref() jref {
+	return jref{rec: r.rec, so: uint8(len(r.rec) - len(r.val) - 8 - len(r.sensor)), sl: uint16(len(r.sensor))}
+}
+
+func (r *jrec) suppressed() bool { return r.val[0]&maskSuppressed != 0 }
+func (r *jrec) value() float64   { return readF64(r.val[3:11]) }
+
+// appendRecord appends r's journal record to dst.
+func appendRecord(dst []byte, r *agent.Result) []byte {
+	var body [64]byte
+	b := binary.AppendUvarint(body[:0], uint64(len(r.Sensor)))
+	b = append(b, r.Sensor...)
+	b = binary.BigEndian.AppendUint64(b, tsNano(r.Time))
+	at := len(b)
+	b = encodeReading(b, r)
+	if r.Suppressed {
+		b[at] |= maskSuppressed
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(b)))
+	return append(dst, b...)
+}
+
+// forRecords calls fn for every record of the journal value v. The
+// record's slices are valid only as long as v.
+func forRecords(v []byte, fn func(r *jrec) error) error {
+	for len(v) > 0 {
+		n, w := binary.Uvarint(v)
+		if w <= 0 || uint64(len(v)-w) < n {
+			return fmt.Errorf("journal record: %w", errCorrupt)
+		}
+		rec, body := v[:w+int(n)], v[w:w+int(n)]
+		v = v[w+int(n):]
+		sl, w := binary.Uvarint(body)
+		if w <= 0 || uint64(len(body)-w) < sl+8+11 {
+			return fmt.Errorf("journal record: %w", errCorrupt)
+		}
+		r := jrec{rec: rec, sensor: body[w : w+int(sl)]}
+		body = body[w+int(sl):]
+		r.ts = binary.BigEndian.Uint64(body)
+		r.val = body[8:]
+		if err := fn(&r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// forJournal calls fn for every record in the journal, oldest first.
+func forJournal(tx *bolt.Tx, fn func(r *jrec) error) error {
+	jb := tx.Bucket(bucketJournal)
+	if jb == nil {
+		return nil
+	}
+	c := jb.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if err := forRecords(v, fn); err != nil {
+			return fmt.Errorf("journal key %x: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// decodeRecord fills res from a journal record (copying everything out).
+func decodeRecord(sensor string, r *jrec, res *agent.Result) error {
+	var k [readingKeyLen]byte
+	readingKey(k[:0], r.ts, 0)
+	if r.suppressed() {
+		v := bytes.Clone(r.val)
+		v[0] &^= maskSuppressed
+		return decodeReading(sensor, k[:], v, res)
+	}
+	return decodeReading(sensor, k[:], r.val, res)
+}
+
+// putJournal appends rs to the journal in chunks and records the sensors'
+// kind and unit. It returns the number of raw (not suppressed) readings.
+func (db *DB) putJournal(tx *bolt.Tx, rs []agent.Result) (int, error) {
+	if len(rs) == 0 {
+		return 0, nil
+	}
+	w := &db.w
+	jb := tx.Bucket(bucketJournal)
+	jb.FillPercent = 1 // pure appends
+	raw := 0
+	// bbolt keeps Put's slices until the commit: a new buffer per chunk
+	buf := make([]byte, 0, journalChunk+256)
+	put := func() error {
+		key := binary.BigEndian.AppendUint64(make([]byte, 0, 8), w.jseq)
+		if err := jb.Put(key, buf); err != nil {
+			return fmt.Errorf("journal: put %d: %w", w.jseq, err)
+		}
+		w.jseq++
+		return nil
+	}
+	for i := range rs {
+		r := &rs[i]
+		if err := db.noteSensor(tx, r); err != nil {
+			return raw, err
+		}
+		buf = appendRecord(buf, r)
+		if !r.Suppressed {
+			raw++
+		}
+		if len(buf) >= journalChunk {
+			if err := put(); err != nil {
+				return raw, err
+			}
+			buf = make([]byte, 0, journalChunk+256)
+		}
+	}
+	if len(buf) > 0 {
+		if err := put(); err != nil {
+			return raw, err
+		}
+	}
+	return raw, nil
+}
+
+// loadJournal sets the writer's journal cursor and count from the file.
+func (db *DB) loadJournal() error {
+	return db.bolt.View(func(tx *bolt.Tx) error {
+		jb := tx.Bucket(bucketJournal)
+		if jb == nil {
+			return fmt.Errorf("journal: %w", errNoBucket)
+		}
+		if k, _ := jb.Cursor().Last(); len(k) == 8 {
+			db.w.jseq = binary.BigEndian.Uint64(k) + 1
+		}
+		n := 0
+		err := forJournal(tx, func(*jrec) error { n++; return nil })
+		db.w.jCount = n
+		if n > 0 {
+			db.w.jFirst = time.Now()
+		}
+		db.m.journalReadings.Set(float64(n))
+		return err
+	})
+}
+
+// foldAt is the journal size (readings) that makes a fold due.
+func (db *DB) foldAt() int {
+	if db.opts.FoldReadings > 0 {
+		return db.opts.FoldReadings
+	}
+	return min(max(128*len(db.w.counts), 20_000), foldMax)
+}
+
+// minFoldSensors is the fewest sensors a fold moves; maxFoldSensors the
+// most, which bounds the fold's memory (bbolt holds every dirty page and
+// node of a transaction in memory until it commits: ~12 KiB per sensor).
+const (
+	minFoldSensors = 16
+	maxFoldSensors = 1024
+)
+
+// foldSensors is the most sensors one fold moves: a fold rewrites about two
+// pages (raw and rollup leaf) per sensor, plus branches, and those must fit
+// in the room under the byte budget: at most the fixed reserve (20% of
+// MaxBytes), at most half of what is not in use now.
+func (db *DB) foldSensors() int {
+	per := float64(3 * db.bolt.Info().PageSize)
+	room := (1 - trimHigh) * float64(db.opts.MaxBytes)
+	if avail := float64(db.opts.MaxBytes-db.w.inUse) / 2; avail < room {
+		room = avail
+	}
+	return max(minFoldSensors, int(room/per))
+}
+
+// foldDue reports whether the journal should be folded now.
+func (db *DB) foldDue(now time.Time) bool {
+	w := &db.w
+	if w.jCount == 0 || now.Before(w.nextFold) {
+		return false
+	}
+	return w.jCount >= db.foldAt() || now.Sub(w.jFirst) >= db.opts.FoldInterval
+}
+
+// fold moves the oldest journal records (at most foldMax) into the
+// per-sensor raw and rollup buckets and deletes their journal keys, in one
+// transaction. A failure leaves the journal as it was.
+func (db *DB) fold() {
+	w := &db.w
+	start := time.Now()
+	var moved, recs, invalid int
+	var partial bool
+	limit := db.foldSensors()
+	var err error
+	for attempt := 0; ; attempt++ {
+		err = db.bolt.Update(func(tx *bolt.Tx) error {
+			return db.foldTx(tx, limit, &moved, &recs, &invalid, &partial)
+		})
+		if err == nil || !errors.Is(err, berrors.ErrMaxSizeReached) || attempt == maxSizeRetries || limit <= minFoldSensors {
+			break
+		}
+		// no room for this many sensors' pages: trim, then fold fewer
+		w.forget()
+		clear(w.roll)
+		db.m.sizeRetries.Inc()
+		db.log.Debug("storage journal fold at the size limit: retrying with fewer sensors", "sensors", limit)
+		limit = max(limit/2, minFoldSensors)
+		for range maxSizeTrimSteps / 4 {
+			if db.retentionStep(true) == 0 {
+				break
+			}
+		}
+	}
+	db.folded(err, start, moved, recs, invalid, partial)
+}
+
+// foldTx is one fold transaction: at most limit sensors.
+func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs, invalid *int, partial *bool) error {
+	w := &db.w
+	*moved, *recs, *invalid, *partial = 0, 0, 0, false
+	jb := tx.Bucket(bucketJournal)
+	jb.FillPercent = 1
+	journal := make([]jref, 0, min(w.jCount, foldMax)+journalChunk/16) // journal order
+	c := jb.Cursor()
+	keys := 0
+	var firstKey uint64
+	for k, v := c.First(); k != nil && len(journal) < foldMax; k, v = c.Next() {
+		if keys == 0 && len(k) == 8 {
+			firstKey = binary.BigEndian.Uint64(k)
+		}
+		err := forRecords(v, func(r *jrec) error { journal = append(journal, r.ref()); return nil })
+		if err != nil {
+			return fmt.Errorf("journal key %x: %w", k, err)
+		}
+		keys++
+	}
+	// group by sensor, keeping journal order within a sensor
+	all := make([]int32, len(journal))
+	for i := range all {
+		all[i] = int32(i)
+	}
+	sensor := func(i int) []byte { return journal[all[i]].sensor() }
+	slices.SortFunc(all, func(a, b int32) int { // stable: ties by position
+		if c := bytes.Compare(journal[a].sensor(), journal[b].sensor()); c != 0 {
+			return c
+		}
+		return int(a - b)
+	})
+	// fold at most foldSensors sensors, resuming after the last one
+	// folded, so that a fold's dirty pages stay within the budget
+	var groups [][2]int
+	for i := 0; i < len(all); {
+		j := i + 1
+		for j < len(all) && bytes.Equal(sensor(j), sensor(i)) {
+			j++
+		}
+		groups = append(groups, [2]int{i, j})
+		i = j
+	}
+	var chosen map[string]struct{} // nil: every sensor
+	if limit = min(limit, maxFoldSensors); len(groups) > limit {
+		from, _ := slices.BinarySearchFunc(groups, w.foldFrom, func(g [2]int, name string) int {
+			return bytes.Compare(sensor(g[0]), []byte(name))
+		})
+		groups = append(groups[from:], groups[:from]...)[:limit]
+		chosen = make(map[string]struct{}, limit)
+		for _, g := range groups {
+			chosen[string(sensor(g[0]))] = struct{}{}
+		}
+		w.foldFrom = string(sensor(groups[len(groups)-1][0])) + "\x00"
+	}
+	rb := tx.Bucket(bucketReadings)
+	clear(w.roll)
+	for _, g := range groups {
+		i, j := g[0], g[1]
+		*recs += j - i
+		name := string(sensor(i))
+		var b *bolt.Bucket
+		for k := i; k < j; k++ {
+			rv := journal[all[k]].jrec()
+			r := &rv
+			if len(r.val) < 11 {
+				return fmt.Errorf("journal: sensor %q: %w", name, errCorrupt)
+			}
+			minute := r.ts - r.ts%uint64(time.Minute)
+			rk := rollKey{name, minute}
+			a := w.roll[rk]
+			if a == nil {
+				a = &rollupAgg{}
+				w.roll[rk] = a
+			}
+			a.add(r.value(), r.ts)
+			if r.suppressed() {
+				continue
+			}
+			if b == nil {
+				var err error
+				if b, err = db.sensorBucket(tx, rb, name); err != nil {
+					return err
+				}
+			}
+			seq, err := db.nextSeq(b, name, r.ts)
+			if err != nil { // 65536 readings at one time: drop this one
+				(*invalid)++
+				db.log.Warn("storage dropped a reading", "err", err)
+				continue
+			}
+			key := w.arena.take(readingKey(w.arena.buf(), r.ts, seq))
+			val := w.arena.take(append(w.arena.buf(), r.val...))
+			if err := b.Put(key, val); err != nil {
+				return fmt.Errorf("sensor %q: put reading: %w", name, err)
+			}
+			w.counts[name]++
+			(*moved)++
+		}
+	}
+	if err := db.putRollups(tx); err != nil {
+		return err
+	}
+	if _, err := deleteOldest(jb, keys, func([]byte, int) bool { return false }); err != nil {
+		return fmt.Errorf("journal: delete folded: %w", err)
+	}
+	if chosen == nil {
+		return nil
+	}
+	*partial = true
+	// the records of the sensors not folded go back, in journal order,
+	// under the first keys just deleted: they fit, and they stay
+	// before every newer key
+	key, buf := firstKey, make([]byte, 0, journalChunk+256)
+	put := func() error {
+		if err := jb.Put(binary.BigEndian.AppendUint64(make([]byte, 0, 8), key), buf); err != nil {
+			return fmt.Errorf("journal: put back %d: %w", key, err)
+		}
+		key++
+		buf = make([]byte, 0, journalChunk+256)
+		return nil
+	}
+	for i := range journal {
+		if _, ok := chosen[string(journal[i].sensor())]; ok {
+			continue
+		}
+		buf = append(buf, journal[i].rec...)
+		if len(buf) >= journalChunk {
+			if err := put(); err != nil {
+				return err
+			}
+		}
+	}
+	if len(buf) > 0 {
+		return put()
+	}
+	return nil
+}
+
+// folded records the end of a fold.
+func (db *DB) folded(err error, start time.Time, moved, recs, invalid int, partial bool) {
+	w := &db.w
+	if err != nil {
+		w.forget()
+		clear(w.roll)
+		w.nextFold = time.Now().Add(retryEvery)
+		db.m.commitFailures.Inc()
+		ferr := fmt.Errorf("storage %s: fold journal: %w: %w", db.path, agent.ErrStorageFailed, err)
+		db.readyErr.Store(&ferr)
+		db.log.Warn("storage journal fold failed", "err", err, "journal", w.jCount)
+		if errors.Is(err, berrors.ErrMaxSizeReached) {
+			for range maxSizeTrimSteps {
+				if db.retentionStep(true) == 0 {
+					break
+				}
+			}
+		}
+		return
+	}
+	w.jCount -= recs
+	if w.jCount <= 0 {
+		w.jCount, w.jFirst = 0, time.Time{}
+	} else if !partial {
+		w.jFirst = time.Now() // what is left is younger than this
+	} // else: a partial fold left older records; the next fold is due as well
+	w.nextFold = time.Time{}
+	db.readyErr.Store(nil)
+	db.m.commits.Inc()
+	db.m.folds.Inc()
+	db.m.commitDuration.Observe(time.Since(start).Seconds())
+	db.m.journalReadings.Set(float64(w.jCount))
+	db.m.dropInvalid.Add(float64(invalid))
+	db.countPages()
+	db.updateFileSize()
+	db.log.Debug("storage folded the journal", "readings", recs, "raw", moved, "partial", partial, "took", time.Since(start))
+}
