@@ -150,7 +150,7 @@ func TestFault_100kDistinctSensorIDs(t *testing.T) {
 }
 
 // Figure held: a client that subscribes to every sensor topic and never
-// reads its socket does not slow ingest: 50,000 QoS 1 readings from 50
+// reads its socket does not slow ingest: 100,000 QoS 1 readings from 50
 // publishers are all acknowledged and processed, and the broker drops what
 // the stuck subscriber cannot take (counted), so its queue stays bounded.
 func TestFault_subscriberThatNeverReads(t *testing.T) {
@@ -175,7 +175,9 @@ func TestFault_subscriberThatNeverReads(t *testing.T) {
 	eventually(t, "the stuck subscriber to connect", func() bool {
 		return scrape(t, app).Sum("edgeagent_mqtt_clients_connected") == 1
 	})
-	const n = 50000
+	// Enough readings to overflow the stuck subscriber's socket buffers and
+	// its bounded queue (~6 MB of fan-out), however fast storage commits.
+	const n = 100000
 	res, err := loadgen.Run(context.Background(), loadgen.Options{
 		Broker: "tcp://" + app.MQTTAddr(), Clients: 50, Sensors: 1000, Count: n, QoS: 1, Inflight: 8, LatencyEvery: 1 << 30})
 	if err != nil {
@@ -184,6 +186,9 @@ func TestFault_subscriberThatNeverReads(t *testing.T) {
 	if res.Published != n || res.Failed != 0 {
 		t.Fatalf("published %d, failed %d; want %d, 0", res.Published, res.Failed, n)
 	}
+	eventually(t, "drops for the stuck subscriber", func() bool {
+		return scrape(t, app).Sum("edgeagent_mqtt_messages_dropped_total") > 0
+	})
 	s := scrape(t, app)
 	if got := s.Sum("edgeagent_readings_processed_total"); got != n {
 		t.Errorf("processed = %v; want %d", got, n)
