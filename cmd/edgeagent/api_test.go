@@ -213,7 +213,7 @@ func TestAPI_browser(t *testing.T) {
 	}
 	const chromium = "/usr/bin/chromium"
 	if _, err := os.Stat(chromium); err != nil {
-		t.Skipf("no %s (make deps installs Debian's chromium)", chromium)
+		t.Fatalf("no %s: run `make deps` (Debian package chromium)", chromium)
 	}
 	app := startSimApp(t, 10, 5)
 
