@@ -553,8 +553,11 @@ func TestDB_retentionFlatFile(t *testing.T) {
 	if last := sizes[len(sizes)-1]; last > 2*budget {
 		t.Errorf("file grew to %d after %d rounds (budget %d): sizes %v", last, rounds, budget, sizes)
 	}
-	if sizes[len(sizes)-1] != sizes[rounds/2-1] {
-		t.Errorf("file not flat over the second half: sizes %v", sizes)
+	// bbolt grows the file in doubling steps; when the journal's folds land
+	// decides whether the last step comes in round 4 or 5, so flat means:
+	// no growth over the last three rounds (after 5x the budget written).
+	if tail := sizes[rounds-3:]; tail[0] != tail[2] {
+		t.Errorf("file still growing over the last rounds: sizes %v", sizes)
 	}
 	got, _, err := db.Alerts(storage.AlertQuery{Limit: 1000})
 	if err != nil || len(got) != len(alerts) {
