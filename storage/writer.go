@@ -467,8 +467,15 @@ func (db *DB) overBytes(inUse int64) bool {
 // a commit touches at least one leaf per sensor in the batch, so with
 // thousands of sensors that is tens of MiB, far more than a fixed fraction
 // of the budget: the reserve follows the measured commits.
+//
+// It is capped at half the budget: a fold can dirty more than a tight budget
+// holds, and an uncapped reserve then keeps the file "over budget" whatever
+// is trimmed, so every batch paid dozens of trimming transactions (a writer
+// that all but stopped). A commit that still hits MaxSize is trimmed for and
+// retried.
 func (db *DB) reserve() int64 {
-	return max(int64((1-trimHigh)*float64(db.opts.MaxBytes)), db.w.maxDirty*5/4)
+	r := max(int64((1-trimHigh)*float64(db.opts.MaxBytes)), db.w.maxDirty*5/4)
+	return min(r, db.opts.MaxBytes/2)
 }
 
 func (db *DB) countPages() {
