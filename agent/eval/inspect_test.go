@@ -1,3 +1,7 @@
+//go:build tune
+
+// Tuning tools for the auto detector, not tests: built only with
+// `go test -tags tune -run TestDbg ./agent/eval` and driven by env vars.
 package eval
 
 import (
@@ -13,7 +17,7 @@ import (
 func TestDbg(t *testing.T) {
 	f := os.Getenv("DBG")
 	if f == "" {
-		t.Skip()
+		t.Fatal("a tuning tool: set its env vars (see the function)")
 	}
 	rng := strings.Split(os.Getenv("RNG"), ":")
 	lo, _ := strconv.Atoi(rng[0])
@@ -35,7 +39,7 @@ func TestDbg(t *testing.T) {
 
 func TestDbgFP(t *testing.T) {
 	if os.Getenv("DBGFP") == "" {
-		t.Skip()
+		t.Fatal("a tuning tool: set its env vars (see the function)")
 	}
 	thr, _ := strconv.ParseFloat(os.Getenv("DBGFP"), 64)
 	root := os.Getenv("CORPUS")
@@ -75,7 +79,7 @@ func TestDbgFP(t *testing.T) {
 
 func TestCmp(t *testing.T) {
 	if os.Getenv("CMP") == "" {
-		t.Skip()
+		t.Fatal("a tuning tool: set its env vars (see the function)")
 	}
 	root := os.Getenv("CORPUS")
 	if root == "" {
@@ -100,7 +104,7 @@ func TestCmp(t *testing.T) {
 // simulated corpus A).
 func TestGrid(t *testing.T) {
 	if os.Getenv("GRID") == "" {
-		t.Skip()
+		t.Fatal("a tuning tool: set its env vars (see the function)")
 	}
 	c := loadCorpus(t, filepath.Join(sharedDir(t), "nab"))
 	sa := loadSims(t)
