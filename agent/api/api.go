@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"sort"
 	"strings"
@@ -64,6 +65,8 @@ type Options struct {
 	// when OpenMetrics). Empty: no authentication (loopback listener).
 	Token       string
 	OpenMetrics bool
+	// Pprof serves net/http/pprof under /debug/pprof/, behind the token.
+	Pprof bool
 	// CORSOrigins are the exact origins ("https://grafana.lan:3000") allowed
 	// cross-origin; empty means CORS is off. Their hosts may also open /ws.
 	CORSOrigins []string
@@ -131,6 +134,13 @@ func New(opts Options) *Server {
 		} else {
 			s.mux.HandleFunc("GET /metrics", auth(h.ServeHTTP))
 		}
+	}
+	if opts.Pprof {
+		s.mux.HandleFunc("GET /debug/pprof/", auth(pprof.Index))
+		s.mux.HandleFunc("GET /debug/pprof/cmdline", auth(pprof.Cmdline))
+		s.mux.HandleFunc("GET /debug/pprof/profile", auth(pprof.Profile))
+		s.mux.HandleFunc("GET /debug/pprof/symbol", auth(pprof.Symbol))
+		s.mux.HandleFunc("GET /debug/pprof/trace", auth(pprof.Trace))
 	}
 	// The page and its assets carry no data; the token is asked for by the
 	// page itself, so they are served without it.

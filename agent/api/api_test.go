@@ -568,6 +568,21 @@ func TestServer_metricsBehindToken(t *testing.T) {
 	}
 }
 
+func TestServer_pprofOnlyWhenAskedAndBehindToken(t *testing.T) {
+	off := newFixture(t, "tok")
+	if code, _, _ := off.do(t, "GET", "/debug/pprof/", "tok", nil); code != 404 {
+		t.Fatalf("/debug/pprof/ with pprof off = %d; want 404", code)
+	}
+	on := newFixture(t, "tok", func(o *api.Options) { o.Pprof = true })
+	if code, _, _ := on.do(t, "GET", "/debug/pprof/heap", "", nil); code != 401 {
+		t.Fatalf("/debug/pprof/heap without token = %d; want 401", code)
+	}
+	code, _, body := on.do(t, "GET", "/debug/pprof/goroutine?debug=1", "tok", nil)
+	if code != 200 || !bytes.Contains(body, []byte("goroutine profile:")) {
+		t.Fatalf("/debug/pprof/goroutine = %d\n%.200s", code, body)
+	}
+}
+
 func TestServer_pageHeaders(t *testing.T) {
 	f := newFixture(t, "tok")
 	code, h, body := f.do(t, "GET", "/", "", nil)

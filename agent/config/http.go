@@ -11,8 +11,11 @@ type HTTPConfig struct {
 	Listen string `yaml:"listen"` // "" turns HTTP off
 	// TokenFile holds the API token. Empty: no token on a loopback listener;
 	// on any other listener a token is generated into data_dir/http.token.
-	TokenFile    string        `yaml:"token_file"`
-	OpenMetrics  bool          `yaml:"open_metrics"` // /metrics without the token
+	TokenFile   string `yaml:"token_file"`
+	OpenMetrics bool   `yaml:"open_metrics"` // /metrics without the token
+	// Pprof serves Go's profiler under /debug/pprof/ (with the token, if any):
+	// off by default, for measuring a gateway under load.
+	Pprof        bool          `yaml:"pprof"`
 	CORSOrigins  []string      `yaml:"cors_origins"` // exact origins, e.g. "http://grafana.lan:3000"; empty: CORS off
 	ReadTimeout  time.Duration `yaml:"read_timeout"`
 	WriteTimeout time.Duration `yaml:"write_timeout"`

@@ -368,6 +368,7 @@ func (a *App) Start(ctx context.Context) error {
 		},
 		Token:        token,
 		OpenMetrics:  cfg.HTTP.OpenMetrics,
+		Pprof:        cfg.HTTP.Pprof,
 		CORSOrigins:  cfg.HTTP.CORSOrigins,
 		MaxBody:      int64(cfg.HTTP.MaxBody),
 		WriteTimeout: cfg.HTTP.WriteTimeout,
