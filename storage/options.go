@@ -18,7 +18,8 @@ type Options struct {
 	CommitInterval time.Duration
 	// MaxBatch is the number of readings that forces a commit. Zero means
 	// 20000. Write blocks (backpressure) while a full batch waits for the
-	// writer.
+	// writer; while the writer folds the journal, a batch may grow to twice
+	// this, so that a fold does not stall every producer.
 	MaxBatch int
 
 	// FoldInterval is the longest committed readings stay in the journal

@@ -41,6 +41,7 @@ type DB struct {
 	cur     *batch
 	spare   []agent.Result // emptied results slice of a committed batch, for reuse
 	closing bool
+	folding bool // the writer is folding the journal: Write may fill two batches' worth
 
 	kick   chan struct{} // cap 1: the current batch changed
 	notify chan struct{} // cap 1: a commit added outbox entries

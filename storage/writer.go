@@ -72,6 +72,7 @@ type writerState struct {
 	foldFrom string    // a partial fold resumes at this sensor name
 	arena    arena
 	roll     map[rollKey]*rollupAgg
+	groupOf  map[string]int32 // fold scratch: sensor -> group
 	rejected map[int]error // results of this batch that were not stored
 }
 
@@ -94,6 +95,7 @@ func (w *writerState) init() {
 	w.counts = map[string]int{}
 	w.sensors = map[string]sensorMeta{}
 	w.roll = map[rollKey]*rollupAgg{}
+	w.groupOf = map[string]int32{}
 	w.rejected = map[int]error{}
 }
 
@@ -123,7 +125,7 @@ func (db *DB) Write(rs []agent.Result, as []agent.Alert) {
 		return
 	}
 	db.mu.Lock()
-	for len(db.cur.results) >= db.opts.MaxBatch && !db.closing {
+	for len(db.cur.results) >= db.batchLimit() && !db.closing {
 		db.space.Wait()
 	}
 	if db.closing {
@@ -157,6 +159,14 @@ func (db *DB) Write(rs []agent.Result, as []agent.Alert) {
 	}
 	db.mu.Unlock()
 	db.kickWriter()
+}
+
+// batchLimit is the batch size at which Write blocks; db.mu is held.
+func (db *DB) batchLimit() int {
+	if db.folding {
+		return 2 * db.opts.MaxBatch
+	}
+	return db.opts.MaxBatch
 }
 
 // submit runs fill on the current batch as a waiter and waits for its commit.
