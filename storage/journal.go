@@ -267,6 +267,7 @@ func (db *DB) fold() {
 		}
 	}
 	db.folded(err, start, moved, recs, invalid, partial)
+	db.releaseMapped(true) // a fold reads many sensors' pages
 }
 
 func (db *DB) setFolding(on bool) {

@@ -73,7 +73,8 @@ type writerState struct {
 	arena    arena
 	roll     map[rollKey]*rollupAgg
 	groupOf  map[string]int32 // fold scratch: sensor -> group
-	rejected map[int]error // results of this batch that were not stored
+	released time.Time        // when the file mapping's pages were last dropped (mapped_linux.go)
+	rejected map[int]error    // results of this batch that were not stored
 }
 
 // lastKey is a sensor's newest raw key; ok is false for an empty bucket.
@@ -246,6 +247,7 @@ func (db *DB) run() {
 	defer timer.Stop()
 	db.w.nextRet = time.Now()
 	for {
+		db.releaseMapped(false)
 		db.mu.Lock()
 		b := db.cur
 		closing := db.closing

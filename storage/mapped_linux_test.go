@@ -1,0 +1,81 @@
+package storage_test
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgeagent/edgeagent/agent"
+	"github.com/edgeagent/edgeagent/storage"
+)
+
+// mappedKiB is this process's resident KiB of the mapping of path
+// (/proc/self/smaps).
+func mappedKiB(t *testing.T, path string) int {
+	t.Helper()
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	kib, in := 0, false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if fields := strings.Fields(line); len(fields) >= 5 && strings.Contains(fields[0], "-") && !strings.HasSuffix(fields[0], ":") {
+			in = len(fields) == 6 && fields[5] == path
+			continue
+		}
+		var n int
+		if in && strings.HasPrefix(line, "Rss:") {
+			fmt.Sscanf(strings.TrimPrefix(line, "Rss:"), "%d", &n)
+			kib += n
+		}
+	}
+	return kib
+}
+
+// The writer drops its mapping of the pages it read, so a large file does
+// not stay resident in the agent (RSS) after folds and queries.
+func TestDB_releasesMappedPages(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "edge.db")
+	db := mustOpen(t, path, storage.Options{})
+	const sensors, per = 200, 500
+	rs := make([]agent.Result, 0, sensors)
+	for i := range per {
+		rs = rs[:0]
+		for s := range sensors {
+			rs = append(rs, res(fmt.Sprintf("s%03d", s), t0.Add(time.Duration(i)*time.Second), float64(i)))
+		}
+		db.Write(rs, nil)
+	}
+	flush(t, db) // the fold reads every sensor's pages, then drops them
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fileKiB := int(st.Size() / 1024)
+	after := mappedKiB(t, path)
+	t.Logf("file %d KiB, resident after the fold %d KiB", fileKiB, after)
+	if fileKiB < 4096 || after > fileKiB/4 {
+		t.Fatalf("resident %d KiB of a %d KiB file after the fold; want at most a quarter", after, fileKiB)
+	}
+	// Queries fault pages back in; the writer drops them again.
+	for s := range sensors {
+		if _, err := db.Readings(fmt.Sprintf("s%03d", s), t0, t0.Add(time.Hour), 0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := mappedKiB(t, path)
+	db.Write([]agent.Result{res("s000", t0.Add(time.Hour), 1)}, nil)
+	flush(t, db)
+	again := mappedKiB(t, path)
+	t.Logf("resident after reading every sensor %d KiB, after the next fold %d KiB", read, again)
+	if read <= again || again > fileKiB/4 {
+		t.Fatalf("resident %d KiB after the queries and %d KiB after the next fold; want it to drop", read, again)
+	}
+}
