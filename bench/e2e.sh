@@ -79,6 +79,12 @@ bench --sensors 1000 --clients 200 --inflight 4 --qos 1 --rate 0 --duration "$DU
 stop_agent
 
 echo
+echo "## 3b. QoS 1 durable, as fast as accepted, one connection per sensor (1000 clients), window 4"
+start_agent qos1c
+bench --sensors 1000 --clients 1000 --inflight 4 --qos 1 --rate 0 --duration "$DUR"
+stop_agent
+
+echo
 echo "## 4. latency at 20,000 readings/s: QoS 1 publish -> PUBACK (= durable), 200 clients"
 start_agent lat
 bench --sensors 1000 --clients 200 --inflight 4 --qos 1 --rate 20000 --duration "$DUR"
