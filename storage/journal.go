@@ -323,18 +323,22 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs, invalid *int, partial 
 		*recs += j - i
 		name := string(sensor(i))
 		var b *bolt.Bucket
+		var a *rollupAgg // the rollup of the minute of the last record
+		var aMinute uint64
+		stored := 0
 		for k := i; k < j; k++ {
 			rv := journal[all[k]].jrec()
 			r := &rv
 			if len(r.val) < 11 {
 				return fmt.Errorf("journal: sensor %q: %w", name, errCorrupt)
 			}
-			minute := r.ts - r.ts%uint64(time.Minute)
-			rk := rollKey{name, minute}
-			a := w.roll[rk]
-			if a == nil {
-				a = &rollupAgg{}
-				w.roll[rk] = a
+			if minute := r.ts - r.ts%uint64(time.Minute); a == nil || minute != aMinute {
+				rk := rollKey{name, minute}
+				if a = w.roll[rk]; a == nil {
+					a = &rollupAgg{}
+					w.roll[rk] = a
+				}
+				aMinute = minute
 			}
 			a.add(r.value(), r.ts)
 			if r.suppressed() {
@@ -357,8 +361,11 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs, invalid *int, partial 
 			if err := b.Put(key, val); err != nil {
 				return fmt.Errorf("sensor %q: put reading: %w", name, err)
 			}
-			w.counts[name]++
-			(*moved)++
+			stored++
+		}
+		if stored > 0 {
+			w.counts[name] += stored
+			*moved += stored
 		}
 	}
 	if err := db.putRollups(tx); err != nil {
