@@ -100,6 +100,11 @@ type AutoParams struct {
 	// recent largest ratio (decaying by LocalDecay per reading): a
 	// plateau of near-records scores once. 0 or 1: off.
 	LocalFactor, LocalMargin, LocalDecay float64
+	// SustainWeight raises the ratio r while the recent ratios have been
+	// high (a slow drift or a growing incident that never breaks a record
+	// by much): r × (1 + SustainWeight·max(0, m − SustainLevel)), m the
+	// EW mean (weight SustainAlpha) of the ratios. 0: off.
+	SustainWeight, SustainLevel, SustainAlpha float64
 }
 
 // DefaultAutoParams returns the defaults of the auto detector.
@@ -136,6 +141,9 @@ func DefaultAutoParams() AutoParams {
 		LocalFactor:    0.61271,
 		LocalMargin:    1.0034,
 		LocalDecay:     0.99199,
+		SustainWeight:  0.5,
+		SustainLevel:   0.5,
+		SustainAlpha:   0.02,
 	}
 }
 
@@ -172,8 +180,9 @@ func (p AutoParams) validate() error {
 	}
 	if p.WarmBoost < 0 || p.WarmLen < 0 || p.RangeWeight < 0 || p.RangeDecay < 0 || p.RangeDecay >= 1 ||
 		p.RepeatLo < 0 ||
-		p.LocalFactor < 0 || p.LocalFactor > 1 || p.LocalDecay < 0 || p.LocalDecay > 1 {
-		return fmt.Errorf("auto: warm_boost, warm_len, range_weight, repeat_lo must not be negative, range_decay in [0,1), local_factor and local_decay in [0,1]")
+		p.LocalFactor < 0 || p.LocalFactor > 1 || p.LocalDecay < 0 || p.LocalDecay > 1 ||
+		p.SustainWeight < 0 || p.SustainAlpha < 0 || p.SustainAlpha > 1 {
+		return fmt.Errorf("auto: warm_boost, warm_len, range_weight, repeat_lo must not be negative, range_decay in [0,1), local_factor, local_decay and sustain_alpha in [0,1], sustain_weight not negative")
 	}
 	if p.DailyBins < 1 || p.DailyBins > autoMaxBins {
 		return fmt.Errorf("auto: daily_bins: %d must be in 1..%d", p.DailyBins, autoMaxBins)
@@ -240,6 +249,7 @@ type Auto struct {
 	lo, hi  float64 // envelope of the values seen
 	rangePk float64
 	localR  float64 // decaying recent largest ratio
+	meanR   float64 // EW mean of the ratios
 
 	// last score's explanation
 	top          int
@@ -354,6 +364,11 @@ func (d *Auto) Update(t int64, v float64) float64 {
 		best, topZ = 0, 0
 	} else if w := d.n - int64(p.Quiet); w < int64(p.WarmLen) {
 		best /= 1 + p.WarmBoost*(1-float64(w)/float64(p.WarmLen))
+	}
+	if p.SustainWeight > 0 {
+		r := best
+		d.meanR += p.SustainAlpha * (r - d.meanR)
+		best *= 1 + p.SustainWeight*max(d.meanR-p.SustainLevel, 0)
 	}
 	if p.LocalFactor > 0 && p.LocalFactor < 1 {
 		prev := d.localR
@@ -499,7 +514,7 @@ func (d *Auto) AppendState(b []byte) []byte {
 		b = putF(b, float64(d.daily[i]))
 		b = putU(b, uint64(d.seen[i]))
 	}
-	for _, x := range [...]float64{d.lo, d.hi, d.rangePk, d.localR} {
+	for _, x := range [...]float64{d.lo, d.hi, d.rangePk, d.localR, d.meanR} {
 		b = putF(b, x)
 	}
 	for i := range d.f {
@@ -530,7 +545,7 @@ func (d *Auto) LoadState(b []byte) ([]byte, error) {
 		d.daily[i] = float32(r.f())
 		d.seen[i] = uint16(min(r.u(), math.MaxUint16))
 	}
-	for _, x := range [...]*float64{&d.lo, &d.hi, &d.rangePk, &d.localR} {
+	for _, x := range [...]*float64{&d.lo, &d.hi, &d.rangePk, &d.localR, &d.meanR} {
 		*x = r.f()
 	}
 	for i := range d.f {

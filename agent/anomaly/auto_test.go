@@ -81,6 +81,61 @@ func TestAuto_incidentsScoreEarlyAndOnce(t *testing.T) {
 	}
 }
 
+// TestAuto_sustainRaisesGrowingIncidents: the sustain term leaves a quiet
+// sensor alone (its EW mean ratio stays below SustainLevel, so the scores
+// equal those without the term) and raises an incident whose ratios stay
+// high for long: noise whose spread grows slowly, each reading a record by
+// a little, reaches its best score much earlier than without the term.
+func TestAuto_sustainRaisesGrowingIncidents(t *testing.T) {
+	p0 := DefaultAutoParams()
+	p0.SustainWeight = 0
+	d, _ := NewAuto(DefaultAutoParams())
+	d0, _ := NewAuto(p0)
+	rng := rand.New(rand.NewPCG(1, 2))
+	const onset = 5000
+	var got, got0 []float64
+	raised := false
+	for i := range 7000 {
+		sd := 1.0
+		if i >= onset {
+			sd += float64(i-onset) * 0.003
+		}
+		v := 10 + rng.NormFloat64()*sd
+		tt := int64(i) * int64(time.Minute)
+		s, s0 := d.Update(tt, v), d0.Update(tt, v)
+		if i < onset {
+			if d.meanR > d.p.SustainLevel {
+				t.Fatalf("reading %d of stationary noise: EW mean ratio %.3f above the sustain level", i, d.meanR)
+			}
+			if s != s0 {
+				t.Fatalf("reading %d of stationary noise scored %v, %v without the sustain term", i, s, s0)
+			}
+			continue
+		}
+		raised = raised || d.meanR > d.p.SustainLevel
+		got, got0 = append(got, s), append(got0, s0)
+	}
+	if !raised {
+		t.Fatal("the EW mean ratio never rose above the sustain level during the growing incident")
+	}
+	best0, at0 := 0.0, 0
+	for i, s := range got0 {
+		if s > best0 {
+			best0, at0 = s, i
+		}
+	}
+	at := -1
+	for i, s := range got {
+		if s >= best0 {
+			at = i
+			break
+		}
+	}
+	if at < 0 || at >= at0/2 {
+		t.Errorf("the growing incident reached %.3f (its best without the sustain term, reading %d after the onset) at reading %d with it, want well before", best0, at0, at)
+	}
+}
+
 func TestAuto_stateRoundTrip(t *testing.T) {
 	p := DefaultAutoParams()
 	a, _ := NewAuto(p)

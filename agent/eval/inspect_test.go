@@ -29,9 +29,13 @@ func TestDbg(t *testing.T) {
 	p := anomaly.DefaultAutoParams()
 	setP(t, &p, os.Getenv("PP"))
 	d, _ := anomaly.NewAuto(p)
+	minS := 0.2
+	if m := os.Getenv("MIN"); m != "" {
+		minS, _ = strconv.ParseFloat(m, 64)
+	}
 	for i, v := range vs {
 		s := d.Update(ts[i].UnixNano(), v)
-		if i >= lo && i < hi && s > 0.2 {
+		if i >= lo && i < hi && s >= minS {
 			t.Logf("%d %g %.3f %s", i, v, s, d.AppendReason(nil))
 		}
 	}
