@@ -279,11 +279,6 @@ func (db *DB) setFolding(on bool) {
 	}
 }
 
-// releaseSensors is how many sensors a fold moves between drops of the
-// file mapping (releaseMapped): each sensor's raw and rollup trees cost about
-// ten page reads, so a fold of 1,000 sensors would map ~40 MB at once.
-const releaseSensors = 128
-
 // foldTx is one fold transaction: at most limit sensors.
 func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs, invalid *int, partial *bool) error {
 	w := &db.w
@@ -323,13 +318,7 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs, invalid *int, partial 
 	}
 	rb := tx.Bucket(bucketReadings)
 	clear(w.roll)
-	for n, g := range groups {
-		if n%releaseSensors == releaseSensors-1 {
-			// Safe inside the transaction: bbolt remaps only when it
-			// allocates pages, at commit; pages the nodes point into
-			// fault back in from the page cache.
-			db.releaseMapped(true)
-		}
+	for _, g := range groups {
 		i, j := g[0], g[1]
 		*recs += j - i
 		name := string(sensor(i))
