@@ -62,3 +62,40 @@ func BenchmarkHub_Observe(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkHub_ObserveFiltered is the common case: one viewer watching a
+// tenth of 1,000 sensors (a glob) at 2 readings/s each, while the pipeline
+// observes every reading of every sensor.
+func BenchmarkHub_ObserveFiltered(b *testing.B) {
+	hub := api.NewHub(api.HubOptions{Buffer: 1 << 16, MaxRate: 1000})
+	srv := httptest.NewServer(api.New(api.Options{Hub: hub}))
+	defer srv.Close()
+	defer hub.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, wsURL(srv, "?sensor=sim-*-0%3F%3F&rate=2"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.CloseNow()
+	go func() {
+		for {
+			if _, _, err := c.Read(ctx); err != nil {
+				return
+			}
+		}
+	}()
+	for hub.Clients() != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	rs := make([]agent.Result, 1000)
+	for i := range rs {
+		rs[i] = agent.Result{Reading: agent.Reading{Sensor: fmt.Sprintf("sim-%04d-%03d", i/10, i), Kind: "temperature", Unit: "°C", Value: 21.5, Time: time.Now()}, Raw: 21.5}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		hub.Observe(rs[i%10*100:i%10*100+100], nil)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/result")
+}

@@ -118,8 +118,8 @@ type client struct {
 	gap    int64  // minimum nanoseconds between two readings of one sensor
 	kicked atomic.Bool
 
-	mu   sync.Mutex       // guards last: shards call Observe in parallel
-	last map[string]int64 // sensor -> hub clock of the last reading queued
+	mu      sync.Mutex // guards sensors: shards call Observe in parallel
+	sensors map[string]sensorState
 }
 
 func (c *client) matches(sensor string) bool {
@@ -130,15 +130,32 @@ func (c *client) matches(sensor string) bool {
 	return ok
 }
 
-// due reports whether a reading of sensor at now may be sent, and records it.
-func (c *client) due(sensor string, now int64) bool {
+// wants reports whether c takes a reading of sensor observed at now: the
+// sensor matches c's glob and c's rate allows it, or the score is too high
+// to downsample away. A reading taken is recorded. One map lookup: the glob
+// is matched once per sensor (path.Match per reading was most of Observe).
+func (c *client) wants(sensor string, now int64, score float64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if last, ok := c.last[sensor]; ok && now-last < c.gap {
-		return false
+	st, seen := c.sensors[sensor]
+	if !seen {
+		st = sensorState{match: c.matches(sensor)}
 	}
-	c.last[sensor] = now
-	return true
+	due := st.match && (!st.sent || now-st.last >= c.gap)
+	if due {
+		st.sent, st.last = true, now
+	}
+	if due || !seen {
+		c.sensors[sensor] = st
+	}
+	return due || (st.match && score >= alwaysScore)
+}
+
+// sensorState is what a client remembers of a sensor.
+type sensorState struct {
+	match bool  // the sensor id matches the client's glob
+	sent  bool  // a reading was queued at last
+	last  int64 // hub clock
 }
 
 // Clients is the number of connected clients.
@@ -187,7 +204,7 @@ func (h *Hub) Observe(rs []agent.Result, as []agent.Alert) {
 		}
 		var b []byte
 		for c := range h.clients {
-			if c.kicked.Load() || !c.matches(r.Sensor) || (!c.due(r.Sensor, now) && r.Score < alwaysScore) {
+			if c.kicked.Load() || !c.wants(r.Sensor, now, r.Score) {
 				continue
 			}
 			if b == nil {
@@ -289,7 +306,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// the handshake completes (an alert right after connecting) is queued for
 	// it; the queue drains once the connection is up.
 	c := &client{msgs: make(chan []byte, h.opts.Buffer), glob: glob,
-		gap: int64(float64(time.Second) / rate), last: map[string]int64{}}
+		gap: int64(float64(time.Second) / rate), sensors: map[string]sensorState{}}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
