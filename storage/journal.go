@@ -302,33 +302,70 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs, invalid *int, partial 
 	// group by sensor, keeping journal order within a sensor: a counting
 	// sort by sensor (names sorted once each), not a comparison sort of
 	// every record, which was a third of the fold's CPU
-	all, groups := groupBySensor(journal, w.groupOf)
-	sensor := func(i int) []byte { return journal[all[i]].sensor() }
+	groups, grp := groupBySensor(journal, w.groupOf)
 	var chosen map[string]struct{} // nil: every sensor
 	if limit = min(limit, maxFoldSensors); len(groups) > limit {
-		from, _ := slices.BinarySearchFunc(groups, w.foldFrom, func(g [2]int, name string) int {
-			return bytes.Compare(sensor(g[0]), []byte(name))
+		from, _ := slices.BinarySearchFunc(groups, w.foldFrom, func(g sensorGroup, name string) int {
+			return bytes.Compare(g.name, []byte(name))
 		})
 		groups = append(groups[from:], groups[:from]...)[:limit]
 		chosen = make(map[string]struct{}, limit)
 		for _, g := range groups {
-			chosen[string(sensor(g[0]))] = struct{}{}
+			chosen[string(g.name)] = struct{}{}
 		}
-		w.foldFrom = string(sensor(groups[len(groups)-1][0])) + "\x00"
+		w.foldFrom = string(groups[len(groups)-1].name) + "\x00"
+	}
+	// Copy the records, group after group, into one buffer: the journal is
+	// read in order and each group is then read sequentially, instead of one
+	// random access per record into the mapped journal (6% of the agent's
+	// CPU at 170k readings/s). bbolt keeps the values Put until the commit;
+	// they point into this buffer.
+	total := 0
+	for _, g := range groups {
+		total += g.bytes
+	}
+	recBuf := make([]byte, total)
+	at := make([]int, len(groups)) // group -> where its next record goes
+	var chosenAt []int32           // a partial fold: record -> index in groups, -1 if not folded
+	if chosen != nil {
+		byName := make(map[string]int32, len(groups))
+		for k, g := range groups {
+			byName[string(g.name)] = int32(k)
+		}
+		chosenAt = make([]int32, len(journal))
+		for i := range journal {
+			k, ok := byName[string(journal[i].sensor())]
+			chosenAt[i] = k
+			if !ok {
+				chosenAt[i] = -1
+			}
+		}
+	}
+	off := 0
+	for k := range groups {
+		at[k] = off
+		groups[k].recs = recBuf[off : off+groups[k].bytes : off+groups[k].bytes]
+		off += groups[k].bytes
+	}
+	for i := range journal {
+		k := grp[i]
+		if chosenAt != nil {
+			if k = chosenAt[i]; k < 0 {
+				continue
+			}
+		}
+		at[k] += copy(recBuf[at[k]:], journal[i].rec)
 	}
 	rb := tx.Bucket(bucketReadings)
 	clear(w.roll)
 	for _, g := range groups {
-		i, j := g[0], g[1]
-		*recs += j - i
-		name := string(sensor(i))
+		*recs += g.n
+		name := string(g.name)
 		var b *bolt.Bucket
 		var a *rollupAgg // the rollup of the minute of the last record
 		var aMinute uint64
 		stored := 0
-		for k := i; k < j; k++ {
-			rv := journal[all[k]].jrec()
-			r := &rv
+		err := forRecords(g.recs, func(r *jrec) error {
 			if len(r.val) < 11 {
 				return fmt.Errorf("journal: sensor %q: %w", name, errCorrupt)
 			}
@@ -342,7 +379,7 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs, invalid *int, partial 
 			}
 			a.add(r.value(), r.ts)
 			if r.suppressed() {
-				continue
+				return nil
 			}
 			if b == nil {
 				var err error
@@ -354,14 +391,17 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs, invalid *int, partial 
 			if err != nil { // 65536 readings at one time: drop this one
 				(*invalid)++
 				db.log.Warn("storage dropped a reading", "err", err)
-				continue
+				return nil
 			}
 			key := w.arena.take(readingKey(w.arena.buf(), r.ts, seq))
-			val := w.arena.take(append(w.arena.buf(), r.val...))
-			if err := b.Put(key, val); err != nil {
+			if err := b.Put(key, r.val); err != nil {
 				return fmt.Errorf("sensor %q: put reading: %w", name, err)
 			}
 			stored++
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		if stored > 0 {
 			w.counts[name] += stored
@@ -407,45 +447,47 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs, invalid *int, partial 
 	return nil
 }
 
-// groupBySensor orders the journal indices by sensor name, keeping journal
-// order within a sensor, and returns each sensor's [from, to) range in that
-// order. groupOf is scratch space, emptied on return.
-func groupBySensor(journal []jref, groupOf map[string]int32) (all []int32, groups [][2]int) {
+// sensorGroup is one sensor's records in a fold, in journal order.
+type sensorGroup struct {
+	name  []byte
+	n     int    // records
+	bytes int    // their size
+	recs  []byte // the records, copied out of the journal (foldTx)
+}
+
+// groupBySensor returns the fold's sensors in name order and, for every
+// journal record, the index of its sensor's group. groupOf is scratch
+// space, emptied on return.
+func groupBySensor(journal []jref, groupOf map[string]int32) (groups []sensorGroup, grp []int32) {
 	defer clear(groupOf)
-	gi := make([]int32, len(journal)) // record -> group, in first-seen order
-	var names [][]byte
-	var count []int
+	grp = make([]int32, len(journal)) // first in first-seen order, then by name
 	for i := range journal {
 		s := journal[i].sensor()
 		g, ok := groupOf[string(s)]
 		if !ok {
-			g = int32(len(names))
+			g = int32(len(groups))
 			groupOf[string(s)] = g
-			names = append(names, s)
-			count = append(count, 0)
+			groups = append(groups, sensorGroup{name: s})
 		}
-		gi[i] = g
-		count[g]++
+		grp[i] = g
+		groups[g].n++
+		groups[g].bytes += len(journal[i].rec)
 	}
-	order := make([]int32, len(names)) // groups by name
+	order := make([]int32, len(groups))
 	for i := range order {
 		order[i] = int32(i)
 	}
-	slices.SortFunc(order, func(a, b int32) int { return bytes.Compare(names[a], names[b]) })
-	start := make([]int, len(names)) // group -> its first slot in all
-	groups = make([][2]int, len(names))
-	at := 0
-	for k, g := range order {
-		start[g] = at
-		groups[k] = [2]int{at, at + count[g]}
-		at += count[g]
+	slices.SortFunc(order, func(a, b int32) int { return bytes.Compare(groups[a].name, groups[b].name) })
+	rank := make([]int32, len(groups))
+	sorted := make([]sensorGroup, len(groups))
+	for r, g := range order {
+		rank[g] = int32(r)
+		sorted[r] = groups[g]
 	}
-	all = make([]int32, len(journal))
-	for i, g := range gi {
-		all[start[g]] = int32(i)
-		start[g]++
+	for i, g := range grp {
+		grp[i] = rank[g]
 	}
-	return all, groups
+	return sorted, grp
 }
 
 // folded records the end of a fold.
