@@ -67,7 +67,7 @@ func (r *jrec) value() float64   { return readF64(r.val[3:11]) }
 
 // appendRecord appends r's journal record to dst.
 func appendRecord(dst []byte, r *agent.Result) []byte {
-	var body [64]byte
+	var body [160]byte // a record with score, detector and band is ~70 bytes: no allocation
 	b := binary.AppendUvarint(body[:0], uint64(len(r.Sensor)))
 	b = append(b, r.Sensor...)
 	b = binary.BigEndian.AppendUint64(b, tsNano(r.Time))
