@@ -130,13 +130,12 @@ func (c *client) matches(sensor string) bool {
 	return ok
 }
 
-// wants reports whether c takes a reading of sensor observed at now: the
-// sensor matches c's glob and c's rate allows it, or the score is too high
-// to downsample away. A reading taken is recorded. One map lookup: the glob
-// is matched once per sensor (path.Match per reading was most of Observe).
-func (c *client) wants(sensor string, now int64, score float64) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// wantsLocked reports whether c takes a reading of sensor observed at now:
+// the sensor matches c's glob and c's rate allows it, or the score is too
+// high to downsample away. A reading taken is recorded; c.mu is held. One
+// map lookup: the glob is matched once per sensor (path.Match per reading
+// was most of Observe).
+func (c *client) wantsLocked(sensor string, now int64, score float64) bool {
 	st, seen := c.sensors[sensor]
 	if !seen {
 		st = sensorState{match: c.matches(sensor)}
@@ -197,23 +196,32 @@ func (h *Hub) Observe(rs []agent.Result, as []agent.Alert) {
 	now := h.opts.Now().UnixNano()
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	for i := range rs {
-		r := &rs[i]
-		if r.Suppressed {
+	// Clients outside, readings inside: each client's lock is taken once
+	// per batch, and each reading is encoded at most once for all clients.
+	var enc [][]byte // rs[i] as sent, once some client wants it
+	for c := range h.clients {
+		if c.kicked.Load() {
 			continue
 		}
-		var b []byte
-		for c := range h.clients {
-			if c.kicked.Load() || !c.wants(r.Sensor, now, r.Score) {
+		c.mu.Lock()
+		for i := range rs {
+			r := &rs[i]
+			if r.Suppressed || !c.wantsLocked(r.Sensor, now, r.Score) {
 				continue
 			}
-			if b == nil {
-				if b = encodeReading(r); b == nil {
-					break
+			if enc == nil {
+				enc = make([][]byte, len(rs))
+			}
+			if enc[i] == nil {
+				if enc[i] = encodeReading(r); enc[i] == nil {
+					enc[i] = []byte{} // not encodable: never sent
 				}
 			}
-			h.sendLocked(c, b)
+			if len(enc[i]) > 0 {
+				h.sendLocked(c, enc[i])
+			}
 		}
+		c.mu.Unlock()
 	}
 	for i := range as {
 		a := &as[i]
