@@ -82,7 +82,7 @@ func appendRecord(dst []byte, r *agent.Result) []byte {
 
 // forRecords calls fn for every record of the journal value v. The
 // record's slices are valid only as long as v.
-func forRecords(v []byte, fn func(r *jrec) error) error {
+func forRecords(v []byte, fn func(r jrec) error) error {
 	for len(v) > 0 {
 		n, w := binary.Uvarint(v)
 		if w <= 0 || uint64(len(v)-w) < n {
@@ -98,7 +98,7 @@ func forRecords(v []byte, fn func(r *jrec) error) error {
 		body = body[w+int(sl):]
 		r.ts = binary.BigEndian.Uint64(body)
 		r.val = body[8:]
-		if err := fn(&r); err != nil {
+		if err := fn(r); err != nil {
 			return err
 		}
 	}
@@ -106,7 +106,7 @@ func forRecords(v []byte, fn func(r *jrec) error) error {
 }
 
 // forJournal calls fn for every record in the journal, oldest first.
-func forJournal(tx *bolt.Tx, fn func(r *jrec) error) error {
+func forJournal(tx *bolt.Tx, fn func(r jrec) error) error {
 	jb := tx.Bucket(bucketJournal)
 	if jb == nil {
 		return nil
@@ -187,7 +187,7 @@ func (db *DB) loadJournal() error {
 			db.w.jseq = binary.BigEndian.Uint64(k) + 1
 		}
 		n := 0
-		err := forJournal(tx, func(*jrec) error { n++; return nil })
+		err := forJournal(tx, func(jrec) error { n++; return nil })
 		db.w.jCount = n
 		if n > 0 {
 			db.w.jFirst = time.Now()
@@ -293,7 +293,7 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs, invalid *int, partial 
 		if keys == 0 && len(k) == 8 {
 			firstKey = binary.BigEndian.Uint64(k)
 		}
-		err := forRecords(v, func(r *jrec) error { journal = append(journal, r.ref()); return nil })
+		err := forRecords(v, func(r jrec) error { journal = append(journal, r.ref()); return nil })
 		if err != nil {
 			return fmt.Errorf("journal key %x: %w", k, err)
 		}
@@ -365,7 +365,7 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs, invalid *int, partial 
 		var a *rollupAgg // the rollup of the minute of the last record
 		var aMinute uint64
 		stored := 0
-		err := forRecords(g.recs, func(r *jrec) error {
+		err := forRecords(g.recs, func(r jrec) error {
 			if len(r.val) < 11 {
 				return fmt.Errorf("journal: sensor %q: %w", name, errCorrupt)
 			}

@@ -50,12 +50,12 @@ func (db *DB) Results(sensor string, from, to time.Time, limit int, desc bool) (
 		// the journal tail of this sensor, oldest first
 		var tail []agent.Result
 		name := []byte(sensor)
-		err := forJournal(tx, func(r *jrec) error {
+		err := forJournal(tx, func(r jrec) error {
 			if r.ts < loTs || r.ts >= hiTs || r.suppressed() || !bytes.Equal(r.sensor, name) {
 				return nil
 			}
 			var res agent.Result
-			if err := decodeRecord(sensor, r, &res); err != nil {
+			if err := decodeRecord(sensor, &r, &res); err != nil {
 				return err
 			}
 			res.Kind, res.Unit = kind, unit
@@ -158,7 +158,7 @@ func (db *DB) Rollups(sensor string, from, to time.Time, limit int) ([]Rollup, e
 		// the journal tail of this sensor, by minute
 		tail := map[uint64]*rollupAgg{}
 		name := []byte(sensor)
-		err := forJournal(tx, func(r *jrec) error {
+		err := forJournal(tx, func(r jrec) error {
 			if !bytes.Equal(r.sensor, name) {
 				return nil
 			}
@@ -245,7 +245,7 @@ func (db *DB) Latest() (map[string]agent.Reading, error) {
 		if err != nil {
 			return err
 		}
-		err = forJournal(tx, func(r *jrec) error {
+		err = forJournal(tx, func(r jrec) error {
 			if r.suppressed() {
 				return nil
 			}
@@ -254,7 +254,7 @@ func (db *DB) Latest() (map[string]agent.Reading, error) {
 			}
 			s := string(r.sensor)
 			var res agent.Result
-			if err := decodeRecord(s, r, &res); err != nil {
+			if err := decodeRecord(s, &r, &res); err != nil {
 				return err
 			}
 			out[s] = res.Reading
