@@ -119,6 +119,25 @@ func TestBench_agentCountsMatchPublished(t *testing.T) {
 	}
 }
 
+func TestBench_retentionIsNotADrop(t *testing.T) {
+	before := loadgen.Samples{
+		`edgeagent_storage_dropped_total{reason="byte_budget"}`:   100,
+		`edgeagent_storage_dropped_total{reason="commit_failed"}`: 1,
+		"edgeagent_mqtt_messages_dropped_total":                   2,
+	}
+	after := loadgen.Samples{
+		`edgeagent_storage_dropped_total{reason="byte_budget"}`:   600,
+		`edgeagent_storage_dropped_total{reason="raw_retention"}`: 40,
+		`edgeagent_storage_dropped_total{reason="commit_failed"}`: 4,
+		`edgeagent_storage_dropped_total{reason="closed"}`:        5,
+		"edgeagent_mqtt_messages_dropped_total":                   9,
+	}
+	dropped, trimmed := droppedAndTrimmed(before, after)
+	if dropped != 3+5+7 || trimmed != 500+40 {
+		t.Fatalf("dropped %d, trimmed %d; want 15 and 540", dropped, trimmed)
+	}
+}
+
 // BenchmarkApp_endToEnd: 8 paho clients publish 1000 sensors' JSON readings
 // over loopback into a whole agent (broker, ingest, default detectors,
 // bbolt) in this process; the load generator shares the CPU. Use it with
