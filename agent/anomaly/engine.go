@@ -391,7 +391,9 @@ func (e *Engine) Inspect(sensor string) (SensorState, bool) {
 // Sensors returns the number of sensors with state.
 func (e *Engine) Sensors() int { return len(e.sensors) }
 
-const snapVersion = 1
+// snapVersion is the snapshot layout; a state of another version is not
+// restored (the sensor learns afresh). 2: auto keeps its sustain mean.
+const snapVersion = 2
 
 // Snapshot calls save with the binary state of each sensor. The bytes are
 // only valid during the call.
