@@ -53,11 +53,6 @@ type jref struct {
 
 func (j *jref) sensor() []byte { return j.rec[j.so : int(j.so)+int(j.sl)] }
 
-func (j *jref) jrec() jrec {
-	at := int(j.so) + int(j.sl)
-	return jrec{rec: j.rec, sensor: j.sensor(), ts: binary.BigEndian.Uint64(j.rec[at:]), val: j.rec[at+8:]}
-}
-
 func (r *jrec) ref() jref {
 	return jref{rec: r.rec, so: uint8(len(r.rec) - len(r.val) - 8 - len(r.sensor)), sl: uint16(len(r.sensor))}
 }
