@@ -178,9 +178,16 @@ func (db *DB) trimRaw(rb *bolt.Bucket, sensors []string, budget int) (int, error
 			found := false
 			for _, s := range sensors {
 				c := rb.Bucket([]byte(s)).Cursor()
+				// Last only on a bucket with a key: an earlier pass of this
+				// transaction may have deleted all of it, and bbolt's
+				// Cursor.Last loops forever over a bucket whose leaves are
+				// all empty (not rebalanced until the commit).
 				first, _ := c.First()
+				if len(first) < 8 {
+					continue
+				}
 				last, _ := c.Last()
-				if len(first) < 8 || len(last) < 8 {
+				if len(last) < 8 {
 					continue
 				}
 				f, l := binary.BigEndian.Uint64(first), binary.BigEndian.Uint64(last)
