@@ -59,11 +59,24 @@ func TestDB_releasesMappedPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	fileKiB := int(st.Size() / 1024)
-	after := mappedKiB(t, path)
-	t.Logf("file %d KiB, resident after the fold %d KiB", fileKiB, after)
-	if fileKiB < 4096 || after > fileKiB/4 {
-		t.Fatalf("resident %d KiB of a %d KiB file after the fold; want at most a quarter", after, fileKiB)
+	if fileKiB < 4096 {
+		t.Fatalf("file %d KiB: too small to tell", fileKiB)
 	}
+	// The writer may read pages again at any time (a retention step every
+	// second) and drops them at its next turn: resident must come down to a
+	// small part of the file, not stay there at every instant.
+	drops := func(what string) int {
+		t.Helper()
+		min := 1 << 30
+		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if min = mappedKiB(t, path); min <= fileKiB/4 {
+				return min
+			}
+		}
+		t.Fatalf("%s: %d KiB of a %d KiB file still resident after 3 s; want at most a quarter", what, min, fileKiB)
+		return 0
+	}
+	after := drops("after the fold")
 	// Queries fault pages back in; the writer drops them again.
 	for s := range sensors {
 		if _, err := db.Readings(fmt.Sprintf("s%03d", s), t0, t0.Add(time.Hour), 0, false); err != nil {
@@ -73,9 +86,9 @@ func TestDB_releasesMappedPages(t *testing.T) {
 	read := mappedKiB(t, path)
 	db.Write([]agent.Result{res("s000", t0.Add(time.Hour), 1)}, nil)
 	flush(t, db)
-	again := mappedKiB(t, path)
-	t.Logf("resident after reading every sensor %d KiB, after the next fold %d KiB", read, again)
-	if read <= again || again > fileKiB/4 {
-		t.Fatalf("resident %d KiB after the queries and %d KiB after the next fold; want it to drop", read, again)
+	again := drops("after the queries and the next fold")
+	t.Logf("file %d KiB; resident after the fold %d KiB, after reading every sensor %d KiB, after the next fold %d KiB", fileKiB, after, read, again)
+	if read <= fileKiB/4 {
+		t.Errorf("reading every sensor left only %d KiB of %d KiB resident: the test reads too little to show the drop", read, fileKiB)
 	}
 }
