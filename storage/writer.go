@@ -246,6 +246,7 @@ func (db *DB) run() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	db.w.nextRet = time.Now()
+	worked := false // the last turn ran a transaction (it may have mapped pages)
 	for {
 		db.releaseMapped(false)
 		db.mu.Lock()
@@ -300,14 +301,17 @@ func (db *DB) run() {
 			if db.foldDue(time.Now()) && !db.w.failing {
 				db.fold()
 			}
+			worked = true
 			continue
 		}
 		if !now.Before(db.w.nextRet) || db.w.behind {
 			db.retentionOnly()
+			worked = true
 			continue
 		}
 		if db.foldDue(now) {
 			db.fold()
+			worked = true
 			continue
 		}
 
@@ -321,6 +325,12 @@ func (db *DB) run() {
 		}
 		if !empty {
 			wait = min(wait, first.Add(db.opts.CommitInterval).Sub(now))
+		}
+		if worked {
+			// going idle: drop what the last turns mapped now, not at
+			// the next wake-up (which may be a second away)
+			db.releaseMapped(true)
+			worked = false
 		}
 		timer.Reset(max(wait, 0))
 		select {
