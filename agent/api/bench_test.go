@@ -19,29 +19,7 @@ import (
 func BenchmarkHub_Observe(b *testing.B) {
 	for _, clients := range []int{0, 1, 10} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			hub := api.NewHub(api.HubOptions{Buffer: 1 << 16, MaxRate: 1000})
-			srv := httptest.NewServer(api.New(api.Options{Hub: hub}))
-			defer srv.Close()
-			defer hub.Close()
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			for range clients {
-				c, _, err := websocket.Dial(ctx, wsURL(srv, "?rate=1000"), nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer c.CloseNow()
-				go func() {
-					for {
-						if _, _, err := c.Read(ctx); err != nil {
-							return
-						}
-					}
-				}()
-			}
-			for hub.Clients() != clients {
-				time.Sleep(time.Millisecond)
-			}
+			hub := benchHub(b, clients, "?rate=1000")
 			rs := make([]agent.Result, 64)
 			for i := range rs {
 				rs[i] = agent.Result{Reading: agent.Reading{Sensor: fmt.Sprintf("s-%d", i), Kind: "temperature", Unit: "°C", Value: 21.5, Time: time.Now()},
@@ -67,27 +45,7 @@ func BenchmarkHub_Observe(b *testing.B) {
 // tenth of 1,000 sensors (a glob) at 2 readings/s each, while the pipeline
 // observes every reading of every sensor.
 func BenchmarkHub_ObserveFiltered(b *testing.B) {
-	hub := api.NewHub(api.HubOptions{Buffer: 1 << 16, MaxRate: 1000})
-	srv := httptest.NewServer(api.New(api.Options{Hub: hub}))
-	defer srv.Close()
-	defer hub.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c, _, err := websocket.Dial(ctx, wsURL(srv, "?sensor=sim-*-0%3F%3F&rate=2"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.CloseNow()
-	go func() {
-		for {
-			if _, _, err := c.Read(ctx); err != nil {
-				return
-			}
-		}
-	}()
-	for hub.Clients() != 1 {
-		time.Sleep(time.Millisecond)
-	}
+	hub := benchHub(b, 1, "?sensor=sim-*-0%3F%3F&rate=2")
 	rs := make([]agent.Result, 1000)
 	for i := range rs {
 		rs[i] = agent.Result{Reading: agent.Reading{Sensor: fmt.Sprintf("sim-%04d-%03d", i/10, i), Kind: "temperature", Unit: "°C", Value: 21.5, Time: time.Now()}, Raw: 21.5}
@@ -98,4 +56,32 @@ func BenchmarkHub_ObserveFiltered(b *testing.B) {
 		hub.Observe(rs[i%10*100:i%10*100+100], nil)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/result")
+}
+
+// benchHub serves a Hub with viewers connected to /ws with query, each
+// reading its socket as fast as it can; everything stops with b.
+func benchHub(b *testing.B, viewers int, query string) *api.Hub {
+	b.Helper()
+	hub := api.NewHub(api.HubOptions{Buffer: 1 << 16, MaxRate: 1000})
+	srv := httptest.NewServer(api.New(api.Options{Hub: hub}))
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(func() { cancel(); srv.Close(); _ = hub.Close() })
+	for range viewers {
+		c, _, err := websocket.Dial(ctx, wsURL(srv, query), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = c.CloseNow() })
+		go func() {
+			for {
+				if _, _, err := c.Read(ctx); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	for hub.Clients() != viewers {
+		time.Sleep(time.Millisecond)
+	}
+	return hub
 }
