@@ -124,6 +124,8 @@ func TestDB_budgetRetryAtMaxSize(t *testing.T) {
 		rs := make([]agent.Result, count)
 		for j := range rs {
 			rs[j] = res(fmt.Sprintf("s%03d", n%sensors), t0.Add(time.Duration(n)*time.Millisecond), float64(n))
+			// detector fields: ~45 bytes a reading in its run
+			rs[j].Score, rs[j].Detector, rs[j].Band = 0.5, "zscore", agent.Band{Lo: float64(n) - 1, Hi: float64(n) + 1}
 			n++
 		}
 		c := agent.NewCommit(count)

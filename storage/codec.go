@@ -10,10 +10,10 @@ import (
 	"github.com/edgeagent/edgeagent/agent"
 )
 
-// Bucket names. The layout (schema version 2):
+// Bucket names. The layout (schema version 3):
 //
 //	meta        "schema" -> uint32 BE version
-//	readings    <sensor> -> bucket: tsKey(time)+seq(2B BE) -> reading value
+//	readings    <sensor> -> bucket: tsKey(time)+seq(2B BE) -> run of readings (runs.go)
 //	rollups     <sensor> -> bucket: tsKey(minute start) -> rollup value
 //	sensors     <sensor> -> kind "\x00" unit (latest seen)
 //	alerts      tsKey(StartedAt)+ID -> JSON agent.Alert (latest transition)
@@ -39,7 +39,7 @@ var (
 )
 
 // schemaVersion is the layout this code writes.
-const schemaVersion = 2
+const schemaVersion = 3
 
 // fillPercent is set on every bucket written: keys are mostly appended, so
 // splitting pages 90% full nearly halves the file (LIBRARIES.md 3.3).
@@ -139,15 +139,16 @@ func encodeReading(dst []byte, r *agent.Result) []byte {
 	return dst
 }
 
-// decodeReading copies everything out of v (valid only inside the tx).
-func decodeReading(sensor string, k, v []byte, res *agent.Result) error {
-	if len(k) != readingKeyLen || len(v) < 11 {
-		return fmt.Errorf("sensor %q: reading key %x: %w", sensor, k, errCorrupt)
+// decodeReading fills res from the reading at time ts with value v,
+// copying everything out of v (valid only inside the tx).
+func decodeReading(sensor string, ts uint64, v []byte, res *agent.Result) error {
+	if len(v) < 11 {
+		return fmt.Errorf("sensor %q: reading at %d: %w", sensor, ts, errCorrupt)
 	}
 	mask := v[0]
 	*res = agent.Result{}
 	res.Sensor = sensor
-	res.Time = keyTime(k)
+	res.Time = time.Unix(0, int64(ts))
 	res.Flags = agent.Flags(binary.BigEndian.Uint16(v[1:3]))
 	res.Value = readF64(v[3:11])
 	res.Raw = res.Value
@@ -156,13 +157,13 @@ func decodeReading(sensor string, k, v []byte, res *agent.Result) error {
 	need := func(n int) bool { return len(p) >= n }
 	if mask&maskRaw != 0 {
 		if !need(8) {
-			return fmt.Errorf("sensor %q: reading key %x: %w", sensor, k, errCorrupt)
+			return fmt.Errorf("sensor %q: reading at %d: %w", sensor, ts, errCorrupt)
 		}
 		res.Raw, p = readF64(p), p[8:]
 	}
 	if mask&maskScore != 0 {
 		if !need(9) || len(p) < 9+int(p[8]) {
-			return fmt.Errorf("sensor %q: reading key %x: %w", sensor, k, errCorrupt)
+			return fmt.Errorf("sensor %q: reading at %d: %w", sensor, ts, errCorrupt)
 		}
 		res.Score = readF64(p)
 		n := int(p[8])
@@ -171,7 +172,7 @@ func decodeReading(sensor string, k, v []byte, res *agent.Result) error {
 	}
 	if mask&maskBand != 0 {
 		if !need(16) {
-			return fmt.Errorf("sensor %q: reading key %x: %w", sensor, k, errCorrupt)
+			return fmt.Errorf("sensor %q: reading at %d: %w", sensor, ts, errCorrupt)
 		}
 		res.Band = agent.Band{Lo: readF64(p), Hi: readF64(p[8:])}
 		p = p[16:]
@@ -179,7 +180,7 @@ func decodeReading(sensor string, k, v []byte, res *agent.Result) error {
 	if mask&maskArrived != 0 {
 		d, n := binary.Varint(p)
 		if n <= 0 {
-			return fmt.Errorf("sensor %q: reading key %x: %w", sensor, k, errCorrupt)
+			return fmt.Errorf("sensor %q: reading at %d: %w", sensor, ts, errCorrupt)
 		}
 		res.Arrived = res.Time.Add(time.Duration(d) * time.Microsecond)
 	}

@@ -31,8 +31,10 @@ const (
 	// journalChunk bounds a journal value so that it fits in one 4 KiB page
 	// (no overflow pages, which need contiguous free runs).
 	journalChunk = 3800
-	// foldMax bounds the readings one fold transaction moves.
-	foldMax = 200_000
+	// foldMax bounds the readings one fold transaction moves; after
+	// failed folds, foldMax>>maxFoldShrink at the least.
+	foldMax       = 200_000
+	maxFoldShrink = 8
 )
 
 // jrec is one decoded journal record; its slices point into the value.
@@ -117,14 +119,12 @@ func forJournal(tx *bolt.Tx, fn func(r jrec) error) error {
 
 // decodeRecord fills res from a journal record (copying everything out).
 func decodeRecord(sensor string, r *jrec, res *agent.Result) error {
-	var k [readingKeyLen]byte
-	readingKey(k[:0], r.ts, 0)
 	if r.suppressed() {
 		v := bytes.Clone(r.val)
 		v[0] &^= maskSuppressed
-		return decodeReading(sensor, k[:], v, res)
+		return decodeReading(sensor, r.ts, v, res)
 	}
-	return decodeReading(sensor, k[:], r.val, res)
+	return decodeReading(sensor, r.ts, r.val, res)
 }
 
 // putJournal appends rs to the journal in chunks and records the sensors'
@@ -238,13 +238,13 @@ func (db *DB) fold() {
 	db.setFolding(true)
 	defer db.setFolding(false)
 	start := time.Now()
-	var moved, recs, invalid int
+	var moved, recs int
 	var partial bool
 	limit := db.foldSensors()
 	var err error
 	for attempt := 0; ; attempt++ {
 		err = db.bolt.Update(func(tx *bolt.Tx) error {
-			return db.foldTx(tx, limit, &moved, &recs, &invalid, &partial)
+			return db.foldTx(tx, limit, &moved, &recs, &partial)
 		})
 		if err == nil || !errors.Is(err, berrors.ErrMaxSizeReached) || attempt == maxSizeRetries || limit <= minFoldSensors {
 			break
@@ -261,7 +261,7 @@ func (db *DB) fold() {
 			}
 		}
 	}
-	db.folded(err, start, moved, recs, invalid, partial)
+	db.folded(err, start, moved, recs, partial)
 	db.releaseMapped(true) // a fold reads many sensors' pages
 }
 
@@ -275,16 +275,17 @@ func (db *DB) setFolding(on bool) {
 }
 
 // foldTx is one fold transaction: at most limit sensors.
-func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs, invalid *int, partial *bool) error {
+func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs *int, partial *bool) error {
 	w := &db.w
-	*moved, *recs, *invalid, *partial = 0, 0, 0, false
+	*moved, *recs, *partial = 0, 0, false
 	jb := tx.Bucket(bucketJournal)
 	jb.FillPercent = 1
-	journal := make([]jref, 0, min(w.jCount, foldMax)+journalChunk/16) // journal order
+	most := max(foldMax>>w.foldShrink, 1)
+	journal := make([]jref, 0, min(w.jCount, most)+journalChunk/16) // journal order
 	c := jb.Cursor()
 	keys := 0
 	var firstKey uint64
-	for k, v := c.First(); k != nil && len(journal) < foldMax; k, v = c.Next() {
+	for k, v := c.First(); k != nil && len(journal) < most; k, v = c.Next() {
 		if keys == 0 && len(k) == 8 {
 			firstKey = binary.BigEndian.Uint64(k)
 		}
@@ -313,8 +314,7 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs, invalid *int, partial 
 	// Copy the records, group after group, into one buffer: the journal is
 	// read in order and each group is then read sequentially, instead of one
 	// random access per record into the mapped journal (6% of the agent's
-	// CPU at 170k readings/s). bbolt keeps the values Put until the commit;
-	// they point into this buffer.
+	// CPU at 170k readings/s). The runs Put are copies (putRuns).
 	total := 0
 	for _, g := range groups {
 		total += g.bytes
@@ -356,10 +356,9 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs, invalid *int, partial 
 	for _, g := range groups {
 		*recs += g.n
 		name := string(g.name)
-		var b *bolt.Bucket
 		var a *rollupAgg // the rollup of the minute of the last record
 		var aMinute uint64
-		stored := 0
+		rs := w.runs[:0]
 		err := forRecords(g.recs, func(r jrec) error {
 			if len(r.val) < 11 {
 				return fmt.Errorf("journal: sensor %q: %w", name, errCorrupt)
@@ -373,35 +372,27 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs, invalid *int, partial 
 				aMinute = minute
 			}
 			a.add(r.value(), r.ts)
-			if r.suppressed() {
-				return nil
+			if !r.suppressed() {
+				rs = append(rs, runReading{r.ts, r.val})
 			}
-			if b == nil {
-				var err error
-				if b, err = db.sensorBucket(tx, rb, name); err != nil {
-					return err
-				}
-			}
-			seq, err := db.nextSeq(b, name, r.ts)
-			if err != nil { // 65536 readings at one time: drop this one
-				(*invalid)++
-				db.log.Warn("storage dropped a reading", "err", err)
-				return nil
-			}
-			key := w.arena.take(readingKey(w.arena.buf(), r.ts, seq))
-			if err := b.Put(key, r.val); err != nil {
-				return fmt.Errorf("sensor %q: put reading: %w", name, err)
-			}
-			stored++
 			return nil
 		})
+		w.runs = rs[:0]
 		if err != nil {
 			return err
 		}
-		if stored > 0 {
-			w.counts[name] += stored
-			*moved += stored
+		if len(rs) == 0 {
+			continue
 		}
+		b, err := db.sensorBucket(rb, name)
+		if err != nil {
+			return err
+		}
+		if err := appendReadings(b, &w.arena, rs); err != nil {
+			return fmt.Errorf("sensor %q: put readings: %w", name, err)
+		}
+		w.counts[name] += len(rs)
+		*moved += len(rs)
 	}
 	if err := db.putRollups(tx); err != nil {
 		return err
@@ -486,12 +477,16 @@ func groupBySensor(journal []jref, groupOf map[string]int32) (groups []sensorGro
 }
 
 // folded records the end of a fold.
-func (db *DB) folded(err error, start time.Time, moved, recs, invalid int, partial bool) {
+func (db *DB) folded(err error, start time.Time, moved, recs int, partial bool) {
 	w := &db.w
 	if err != nil {
 		w.forget()
 		clear(w.roll)
 		w.nextFold = time.Now().Add(retryEvery)
+		// the next try moves half as much: a fold needs new pages for
+		// everything it moves before the journal's pages are free, and
+		// a full disk may have room for only a part
+		w.foldShrink = min(w.foldShrink+1, maxFoldShrink)
 		db.m.commitFailures.Inc()
 		ferr := fmt.Errorf("storage %s: fold journal: %w: %w", db.path, agent.ErrStorageFailed, err)
 		db.readyErr.Store(&ferr)
@@ -512,12 +507,12 @@ func (db *DB) folded(err error, start time.Time, moved, recs, invalid int, parti
 		w.jFirst = time.Now() // what is left is younger than this
 	} // else: a partial fold left older records; the next fold is due as well
 	w.nextFold = time.Time{}
+	w.foldShrink = max(w.foldShrink-1, 0)
 	db.readyErr.Store(nil)
 	db.m.commits.Inc()
 	db.m.folds.Inc()
 	db.m.commitDuration.Observe(time.Since(start).Seconds())
 	db.m.journalReadings.Set(float64(w.jCount))
-	db.m.dropInvalid.Add(float64(invalid))
 	db.countPages()
 	db.updateFileSize()
 	db.log.Debug("storage folded the journal", "readings", recs, "raw", moved, "partial", partial, "took", time.Since(start))

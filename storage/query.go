@@ -70,53 +70,34 @@ func (db *DB) Results(sensor string, from, to time.Time, limit int, desc bool) (
 			slices.Reverse(tail)
 		}
 		full := func() bool { return limit > 0 && len(out) >= limit }
-		// before reports whether a stored key comes before the tail's next
-		// result in the requested order (stored first at equal times)
-		before := func(k []byte) bool {
-			if len(tail) == 0 {
-				return true
-			}
-			ts := tsNano(tail[0].Time)
-			if desc {
-				return binary.BigEndian.Uint64(k) > ts
-			}
-			return binary.BigEndian.Uint64(k) <= ts
-		}
 		if b := tx.Bucket(bucketReadings).Bucket(name); b != nil {
-			c := b.Cursor()
-			var k, v []byte
-			step := c.Next
-			if desc {
-				step = c.Prev
-				if hi == nil {
-					k, v = c.Last()
-				} else if k, _ = c.Seek(hi); k == nil {
-					k, v = c.Last()
-				} else {
-					k, v = c.Prev()
+			w := newStoredWalk(b.Cursor(), loTs, hiTs, desc)
+			for !full() {
+				ts, val, ok, err := w.next()
+				if err != nil {
+					return fmt.Errorf("sensor %q: %w", sensor, err)
 				}
-			} else {
-				k, v = c.Seek(lo)
-			}
-			inRange := func(k []byte) bool {
-				if desc {
-					return bytes.Compare(k[:8], lo) >= 0
+				if !ok {
+					break
 				}
-				return hi == nil || bytes.Compare(k[:8], hi) < 0
-			}
-			for k != nil && inRange(k) && !full() {
-				if !before(k) {
-					out = append(out, tail[0])
-					tail = tail[1:]
-					continue
+				// the journal's readings were committed later: at equal
+				// times the stored one comes first, or last with desc
+				for len(tail) > 0 && !full() {
+					tts := tsNano(tail[0].Time)
+					if (!desc && tts >= ts) || (desc && tts < ts) {
+						break
+					}
+					out, tail = append(out, tail[0]), tail[1:]
+				}
+				if full() {
+					break
 				}
 				var r agent.Result
-				if err := decodeReading(sensor, k, v, &r); err != nil {
+				if err := decodeReading(sensor, ts, val, &r); err != nil {
 					return err
 				}
 				r.Kind, r.Unit = kind, unit
 				out = append(out, r)
-				k, v = step()
 			}
 		}
 		for len(tail) > 0 && !full() {
@@ -129,6 +110,87 @@ func (db *DB) Results(sensor string, from, to time.Time, limit int, desc bool) (
 		return nil, fmt.Errorf("storage %s: readings of %q: %w", db.path, sensor, err)
 	}
 	return out, nil
+}
+
+// storedWalk yields a sensor's stored readings with lo <= time < hi, in
+// time order or, with desc, newest first. An entry that starts before lo
+// may hold readings after it, so the walk starts one entry early.
+type storedWalk struct {
+	c       *bolt.Cursor
+	lo, hi  uint64
+	desc    bool
+	k, v    []byte       // the next entry to expand
+	pending []runReading // readings of the current entry still to yield
+	buf     []runReading
+}
+
+func newStoredWalk(c *bolt.Cursor, lo, hi uint64, desc bool) *storedWalk {
+	w := &storedWalk{c: c, lo: lo, hi: hi, desc: desc}
+	if desc {
+		var end [readingKeyLen]byte
+		if hi == math.MaxUint64 {
+			w.k, w.v = c.Last()
+		} else if k, _ := c.Seek(readingKey(end[:0], hi, 0)); k == nil {
+			w.k, w.v = c.Last()
+		} else {
+			w.k, w.v = c.Prev()
+		}
+		return w
+	}
+	var start [readingKeyLen]byte
+	readingKey(start[:0], lo, 0)
+	k, v := c.Seek(start[:])
+	if k == nil || binary.BigEndian.Uint64(k) > lo {
+		var pk, pv []byte
+		if k == nil {
+			pk, pv = c.Last()
+		} else {
+			pk, pv = c.Prev()
+		}
+		if pk != nil {
+			k, v = pk, pv
+		} else {
+			k, v = c.Seek(start[:]) // k was the first entry
+		}
+	}
+	w.k, w.v = k, v
+	return w
+}
+
+// next returns the next reading; val is valid only inside the transaction.
+func (w *storedWalk) next() (ts uint64, val []byte, ok bool, err error) {
+	for len(w.pending) == 0 {
+		if w.k == nil {
+			return 0, nil, false, nil
+		}
+		start := binary.BigEndian.Uint64(w.k)
+		if !w.desc && start >= w.hi {
+			w.k = nil
+			return 0, nil, false, nil
+		}
+		w.buf = w.buf[:0]
+		err := forEntry(w.k, w.v, func(ts uint64, val []byte) error {
+			if ts >= w.lo && ts < w.hi {
+				w.buf = append(w.buf, runReading{ts, val})
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, nil, false, err
+		}
+		if w.desc {
+			slices.Reverse(w.buf)
+			if w.k, w.v = w.c.Prev(); start < w.lo {
+				w.k = nil // every earlier entry ends before this one starts
+			}
+		} else {
+			w.k, w.v = w.c.Next()
+		}
+		w.pending = w.buf
+	}
+	r := w.pending[0]
+	w.pending = w.pending[1:]
+	return r.ts, r.val, true, nil
 }
 
 // Readings is Results without the detector fields.
@@ -230,16 +292,21 @@ func (db *DB) Latest() (map[string]agent.Reading, error) {
 				return nil
 			}
 			s := string(name)
-			k, val := tx.Bucket(bucketReadings).Bucket(name).Cursor().Last()
+			k, v := tx.Bucket(bucketReadings).Bucket(name).Cursor().Last()
 			if k == nil {
 				return nil
 			}
+			var ts uint64
+			var val []byte
+			if err := forEntry(k, v, func(t uint64, v []byte) error { ts, val = t, v; return nil }); err != nil {
+				return fmt.Errorf("sensor %q: %w", s, err)
+			}
 			var r agent.Result
-			if err := decodeReading(s, k, val, &r); err != nil {
+			if err := decodeReading(s, ts, val, &r); err != nil {
 				return err
 			}
 			out[s] = r.Reading
-			newest[s] = binary.BigEndian.Uint64(k)
+			newest[s] = ts
 			return nil
 		})
 		if err != nil {

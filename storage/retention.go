@@ -40,7 +40,7 @@ func (db *DB) retain(tx *bolt.Tx, ob *outboxDelta, force bool) (retentionResult,
 	db.log.Debug("storage retention step", "in_use", inUse, "tx_size", tx.Size(), "free", db.bolt.Stats().FreeAlloc,
 		"reserve", db.reserve(), "over", overBytes)
 
-	rawCut := tsKey(nil, now.Add(-db.opts.RawRetention))
+	rawCut := tsNano(now.Add(-db.opts.RawRetention))
 	rb := tx.Bucket(bucketReadings)
 	var sensors []string
 	_ = rb.ForEach(func(k, v []byte) error {
@@ -59,13 +59,13 @@ func (db *DB) retain(tx *bolt.Tx, ob *outboxDelta, force bool) (retentionResult,
 		if db.opts.MaxRawPerSensor > 0 {
 			cnt, ok := db.w.counts[s]
 			if !ok {
-				cnt = b.Stats().KeyN
+				cnt = countReadings(b)
 				db.w.counts[s] = cnt
 			}
 			excess = cnt - db.opts.MaxRawPerSensor
 		}
-		n, err := deleteOldest(b, budget, func(k []byte, i int) bool {
-			return i >= excess && bytes.Compare(k[:8], rawCut) >= 0
+		n, err := dropOldest(b, &db.w.arena, budget, func(ts uint64, i int) bool {
+			return i < excess || ts < rawCut
 		})
 		if err != nil {
 			return res, fmt.Errorf("sensor %q: raw retention: %w", s, err)
@@ -126,7 +126,7 @@ func (db *DB) retain(tx *bolt.Tx, ob *outboxDelta, force bool) (retentionResult,
 			for i, s := range rsensors {
 				names[i] = string(s)
 			}
-			n, err := db.trimOldest(rlb, names, budget, false)
+			n, err := trimOldest(rlb, names, budget)
 			if err != nil {
 				return res, err
 			}
@@ -206,7 +206,6 @@ func (db *DB) trimRaw(rb *bolt.Bucket, sensors []string, budget int) (int, error
 			// at least one nanosecond past the oldest: a pass always deletes
 			w.trimCut, w.trimNext = oldest+(newest-oldest)/8+1, 0
 		}
-		cut := binary.BigEndian.AppendUint64(nil, w.trimCut)
 		for ; w.trimNext < len(sensors) && budget > 0; w.trimNext++ {
 			name := sensors[w.trimNext]
 			b := rb.Bucket([]byte(name))
@@ -214,7 +213,7 @@ func (db *DB) trimRaw(rb *bolt.Bucket, sensors []string, budget int) (int, error
 				continue
 			}
 			b.FillPercent = fillPercent
-			n, err := deleteOldest(b, budget, func(k []byte, _ int) bool { return bytes.Compare(k[:8], cut) >= 0 })
+			n, err := dropOldest(b, &w.arena, budget, func(ts uint64, _ int) bool { return ts < w.trimCut })
 			if err != nil {
 				return total, fmt.Errorf("sensor %q: byte budget trim: %w", name, err)
 			}
@@ -230,9 +229,9 @@ func (db *DB) trimRaw(rb *bolt.Bucket, sensors []string, budget int) (int, error
 }
 
 // trimOldest deletes up to budget of the oldest keys across the sensor
-// buckets under rb, oldest first, in chunks of at most 1000 from one sensor.
-// raw says rb holds raw readings (whose counts the writer tracks).
-func (db *DB) trimOldest(rb *bolt.Bucket, sensors []string, budget int, raw bool) (int, error) {
+// buckets (of rollups) under rb, oldest first, in chunks of at most 1000
+// from one sensor.
+func trimOldest(rb *bolt.Bucket, sensors []string, budget int) (int, error) {
 	total := 0
 	for budget > 0 {
 		var oldest []byte
@@ -256,9 +255,6 @@ func (db *DB) trimOldest(rb *bolt.Bucket, sensors []string, budget int, raw bool
 		}
 		if n == 0 {
 			break
-		}
-		if raw {
-			db.w.counts[name] -= n
 		}
 		budget -= n
 		total += n

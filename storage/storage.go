@@ -191,6 +191,9 @@ var migrations = [schemaVersion]func(tx *bolt.Tx) error{
 		}
 		return nil
 	},
+	// runs of readings (runs.go): single readings stay readable as they
+	// are; the version only keeps an older edgeagent from misreading runs
+	2: func(*bolt.Tx) error { return nil },
 }
 
 func setSchema(tx *bolt.Tx, v uint32) error {

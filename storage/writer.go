@@ -53,35 +53,29 @@ func (b *batch) touch() {
 
 // writerState is touched only by the writer goroutine (and Open, before it starts).
 type writerState struct {
-	last     map[string]lastKey    // sensor -> its newest raw key
-	counts   map[string]int        // sensor -> raw readings stored
-	sensors  map[string]sensorMeta // sensor -> kind and unit as stored
-	held     []agent.Alert         // alerts of failed commits, retried
-	failing  bool
-	nextRet  time.Time // when the next retention pass is due (wall clock)
-	behind   bool      // the last retention pass hit its chunk limit
-	pageByte int64     // bbolt TxStats.PageAlloc after the last commit
-	inUse    int64     // bytes of pages in use after the last commit
-	maxDirty int64     // decaying maximum of the bytes one commit allocated
-	trimCut  uint64    // byte-budget trim pass: raw readings before this time go
-	trimNext int       // byte-budget trim pass: next sensor (by name order)
-	jseq     uint64    // next journal key
-	jCount   int       // records in the journal
-	jFirst   time.Time // when the oldest unfolded commit was made (wall clock)
-	nextFold time.Time // a failed fold is retried after this
-	foldFrom string    // a partial fold resumes at this sensor name
-	arena    arena
-	roll     map[rollKey]*rollupAgg
-	groupOf  map[string]int32 // fold scratch: sensor -> group
-	released time.Time        // when the file mapping's pages were last dropped (mapped_linux.go)
-	rejected map[int]error    // results of this batch that were not stored
-}
-
-// lastKey is a sensor's newest raw key; ok is false for an empty bucket.
-type lastKey struct {
-	ts  uint64
-	seq uint16
-	ok  bool
+	counts     map[string]int        // sensor -> raw readings stored
+	sensors    map[string]sensorMeta // sensor -> kind and unit as stored
+	held       []agent.Alert         // alerts of failed commits, retried
+	failing    bool
+	nextRet    time.Time // when the next retention pass is due (wall clock)
+	behind     bool      // the last retention pass hit its chunk limit
+	pageByte   int64     // bbolt TxStats.PageAlloc after the last commit
+	inUse      int64     // bytes of pages in use after the last commit
+	maxDirty   int64     // decaying maximum of the bytes one commit allocated
+	trimCut    uint64    // byte-budget trim pass: raw readings before this time go
+	trimNext   int       // byte-budget trim pass: next sensor (by name order)
+	jseq       uint64    // next journal key
+	jCount     int       // records in the journal
+	jFirst     time.Time // when the oldest unfolded commit was made (wall clock)
+	nextFold   time.Time // a failed fold is retried after this
+	foldFrom   string    // a partial fold resumes at this sensor name
+	foldShrink int       // folds move at most foldMax>>foldShrink records (failed folds raise it)
+	arena      arena
+	roll       map[rollKey]*rollupAgg
+	groupOf    map[string]int32 // fold scratch: sensor -> group
+	runs       []runReading     // fold scratch: one sensor's readings
+	released   time.Time        // when the file mapping's pages were last dropped (mapped_linux.go)
+	rejected   map[int]error    // results of this batch that were not stored
 }
 
 type sensorMeta struct{ kind, unit string }
@@ -92,7 +86,6 @@ type rollKey struct {
 }
 
 func (w *writerState) init() {
-	w.last = map[string]lastKey{}
 	w.counts = map[string]int{}
 	w.sensors = map[string]sensorMeta{}
 	w.roll = map[rollKey]*rollupAgg{}
@@ -102,7 +95,6 @@ func (w *writerState) init() {
 
 // forget drops the caches a rolled-back transaction may have made wrong.
 func (w *writerState) forget() {
-	clear(w.last)
 	clear(w.counts)
 	clear(w.sensors)
 }
@@ -407,8 +399,11 @@ func (db *DB) commit(b *batch) {
 		db.m.journalReadings.Set(float64(w.jCount))
 	}
 	if b.fold { // Flush: everything into the per-sensor buckets
-		for n := w.jCount; n > 0 && w.jCount > 0; n -= foldMax {
-			db.fold()
+		for w.jCount > 0 {
+			before := w.jCount
+			if db.fold(); w.jCount >= before {
+				break // it failed: Flush reports the commit, the fold is retried
+			}
 		}
 	}
 	db.committed(b, raw, ob, elapsed)
@@ -550,9 +545,9 @@ func (db *DB) commitFailed(b *batch, alerts []agent.Alert, err error) {
 	db.updateFileSize()
 }
 
-// sensorBucket returns the sensor's readings bucket, creating it, and loads
-// the writer's caches for it.
-func (db *DB) sensorBucket(tx *bolt.Tx, rb *bolt.Bucket, sensor string) (*bolt.Bucket, error) {
+// sensorBucket returns the sensor's readings bucket, creating it, and
+// counts its readings for the writer on first use.
+func (db *DB) sensorBucket(rb *bolt.Bucket, sensor string) (*bolt.Bucket, error) {
 	if sensor == "" {
 		return nil, fmt.Errorf("empty sensor id: %w", agent.ErrInvalidReading)
 	}
@@ -561,39 +556,10 @@ func (db *DB) sensorBucket(tx *bolt.Tx, rb *bolt.Bucket, sensor string) (*bolt.B
 		return nil, fmt.Errorf("sensor %q: bucket: %w", sensor, err)
 	}
 	b.FillPercent = fillPercent
-	w := &db.w
-	if _, ok := w.last[sensor]; !ok {
-		var lk lastKey
-		if k, _ := b.Cursor().Last(); len(k) == readingKeyLen {
-			lk = lastKey{binary.BigEndian.Uint64(k), binary.BigEndian.Uint16(k[8:]), true}
-		}
-		w.last[sensor] = lk
-		w.counts[sensor] = b.Stats().KeyN
+	if _, ok := db.w.counts[sensor]; !ok {
+		db.w.counts[sensor] = countReadings(b)
 	}
 	return b, nil
-}
-
-// nextSeq picks the sequence that makes (ts, seq) a new key: appends need no
-// lookup; an out-of-order time probes for a free sequence.
-func (db *DB) nextSeq(b *bolt.Bucket, sensor string, ts uint64) (uint16, error) {
-	w := &db.w
-	lk := w.last[sensor]
-	switch {
-	case !lk.ok || ts > lk.ts:
-		w.last[sensor] = lastKey{ts, 0, true}
-		return 0, nil
-	case ts == lk.ts && lk.seq < 0xffff:
-		w.last[sensor] = lastKey{ts, lk.seq + 1, true}
-		return lk.seq + 1, nil
-	}
-	var k [readingKeyLen]byte
-	for seq := 0; seq <= 0xffff; seq++ {
-		readingKey(k[:0], ts, uint16(seq))
-		if b.Get(k[:]) == nil {
-			return uint16(seq), nil
-		}
-	}
-	return 0, fmt.Errorf("sensor %q: more than 65536 readings at %v: %w", sensor, time.Unix(0, int64(ts)), agent.ErrInvalidReading)
 }
 
 // noteSensor records the sensor's kind and unit when they change.
@@ -687,26 +653,18 @@ func (db *DB) putAlerts(tx *bolt.Tx, as []agent.Alert, ob *outboxDelta) error {
 var errNoBucket = errors.New("bucket missing")
 
 // arena hands out byte slices that stay valid until the commit (bbolt keeps
-// Put's slices), with one allocation per 64 KiB instead of two per reading.
+// Put's slices), with one allocation per 64 KiB instead of one per key and
+// value.
 type arena struct{ chunk []byte }
 
 const arenaChunk = 64 << 10
 
-// buf returns an empty slice to append one record to (at most 1 KiB fits
-// without reallocation; a longer record is simply copied by take).
-func (a *arena) buf() []byte {
-	if cap(a.chunk)-len(a.chunk) < 1024 {
-		a.chunk = make([]byte, 0, arenaChunk)
+// make returns a new slice of n bytes.
+func (a *arena) make(n int) []byte {
+	if cap(a.chunk)-len(a.chunk) < n {
+		a.chunk = make([]byte, 0, max(arenaChunk, n))
 	}
-	return a.chunk[len(a.chunk):]
-}
-
-// take claims b, which was appended to the slice from buf.
-func (a *arena) take(b []byte) []byte {
-	free := a.chunk[len(a.chunk):cap(a.chunk)]
-	if len(b) > 0 && len(b) <= len(free) && &b[0] == &free[0] {
-		a.chunk = a.chunk[:len(a.chunk)+len(b)]
-		return b[:len(b):len(b)]
-	}
-	return b // it outgrew the chunk and was reallocated by append
+	at := len(a.chunk)
+	a.chunk = a.chunk[:at+n]
+	return a.chunk[at : at+n : at+n]
 }
