@@ -243,6 +243,8 @@ func weekFile(b *testing.B) (string, time.Time, int) {
 			ub.FillPercent = fillPercent
 			_ = tx.Bucket(bucketSensors).Put(name, []byte("temperature\x00C"))
 			var agg rollupAgg
+			var raw []runReading
+			var ar arena
 			for t := start; t.Before(end); t = t.Add(time.Second) {
 				v := 20 + float64(t.Unix()%600)/100
 				ts := tsNano(t)
@@ -256,12 +258,10 @@ func weekFile(b *testing.B) (string, time.Time, int) {
 				}
 				if !t.Before(rawFrom) {
 					r := benchResult(string(name), t, v)
-					if err := rb.Put(readingKey(nil, ts, 0), encodeReading(nil, &r)); err != nil {
-						return err
-					}
+					raw = append(raw, runReading{ts, encodeReading(nil, &r)})
 				}
 			}
-			return nil
+			return putRuns(rb, &ar, 0, raw)
 		})
 		if err != nil {
 			b.Fatal(err)
@@ -352,14 +352,17 @@ func BenchmarkRetention(b *testing.B) {
 	for lo := 0; lo < total; lo += 1_000_000 { // sorted, in txs of 1M
 		hi := min(lo+1_000_000, total)
 		err = db.bolt.Update(func(tx *bolt.Tx) error {
+			var ar arena
 			for s := range 100 {
 				rb, _ := tx.Bucket(bucketReadings).CreateBucketIfNotExists([]byte(fmt.Sprintf("s%03d", s)))
 				rb.FillPercent = fillPercent
+				var raw []runReading
 				for i := lo + s; i < hi; i += 100 {
 					r := benchResult("", old.Add(time.Duration(float64(time.Hour)*float64(i)/float64(total))), float64(i))
-					if err := rb.Put(readingKey(nil, tsNano(r.Time), 0), encodeReading(nil, &r)); err != nil {
-						return err
-					}
+					raw = append(raw, runReading{tsNano(r.Time), encodeReading(nil, &r)})
+				}
+				if err := putRuns(rb, &ar, 0, raw); err != nil {
+					return err
 				}
 			}
 			return nil

@@ -335,6 +335,16 @@ func dropOldest(b *bolt.Bucket, ar *arena, max int, drop func(ts uint64, deleted
 	n := 0
 	c := b.Cursor()
 	for k, v := c.First(); k != nil && n < max; k, v = c.First() {
+		if len(k) == readingKeyLen && len(v) > 0 && v[0] != runMarker { // a schema-2 reading
+			if !drop(binary.BigEndian.Uint64(k), n) {
+				break
+			}
+			if err := c.Delete(); err != nil {
+				return n, fmt.Errorf("delete %x: %w", k, err)
+			}
+			n++
+			continue
+		}
 		gone := 0
 		err := forEntry(k, v, func(ts uint64, _ []byte) error {
 			if n+gone >= max || !drop(ts, n+gone) {
@@ -351,9 +361,8 @@ func dropOldest(b *bolt.Bucket, ar *arena, max int, drop func(ts uint64, deleted
 		}
 		n += gone
 		if gone == entryCount(v) {
-			key := [readingKeyLen]byte(k)
-			if err := b.Delete(key[:]); err != nil {
-				return n, fmt.Errorf("delete %x: %w", key, err)
+			if err := c.Delete(); err != nil {
+				return n, fmt.Errorf("delete %x: %w", k, err)
 			}
 			continue
 		}
