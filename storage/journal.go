@@ -311,17 +311,10 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs *int, partial *bool) er
 		}
 		w.foldFrom = string(groups[len(groups)-1].name) + "\x00"
 	}
-	// Copy the records, group after group, into one buffer: the journal is
-	// read in order and each group is then read sequentially, instead of one
-	// random access per record into the mapped journal (6% of the agent's
-	// CPU at 170k readings/s). The runs Put are copies (putRuns).
-	total := 0
-	for _, g := range groups {
-		total += g.bytes
-	}
-	recBuf := make([]byte, total)
-	at := make([]int, len(groups)) // group -> where its next record goes
-	var chosenAt []int32           // a partial fold: record -> index in groups, -1 if not folded
+	// Each group lists its records' indices in journal order (a counting
+	// sort of indices, not a copy of the records: the runs Put are copies
+	// already, see putRuns).
+	var chosenAt []int32 // a partial fold: record -> index in groups, -1 if not folded
 	if chosen != nil {
 		byName := make(map[string]int32, len(groups))
 		for k, g := range groups {
@@ -336,11 +329,15 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs *int, partial *bool) er
 			}
 		}
 	}
+	n := 0
+	for _, g := range groups {
+		n += g.n
+	}
+	idx := make([]int32, n)
 	off := 0
 	for k := range groups {
-		at[k] = off
-		groups[k].recs = recBuf[off : off+groups[k].bytes : off+groups[k].bytes]
-		off += groups[k].bytes
+		groups[k].idx = idx[off : off : off+groups[k].n]
+		off += groups[k].n
 	}
 	for i := range journal {
 		k := grp[i]
@@ -349,7 +346,7 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs *int, partial *bool) er
 				continue
 			}
 		}
-		at[k] += copy(recBuf[at[k]:], journal[i].rec)
+		groups[k].idx = append(groups[k].idx, int32(i))
 	}
 	rb := tx.Bucket(bucketReadings)
 	clear(w.roll)
@@ -359,7 +356,7 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs *int, partial *bool) er
 		var a *rollupAgg // the rollup of the minute of the last record
 		var aMinute uint64
 		rs := w.runs[:0]
-		err := forRecords(g.recs, func(r jrec) error {
+		add := func(r jrec) error {
 			if len(r.val) < 11 {
 				return fmt.Errorf("journal: sensor %q: %w", name, errCorrupt)
 			}
@@ -376,11 +373,13 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs *int, partial *bool) er
 				rs = append(rs, runReading{r.ts, r.val})
 			}
 			return nil
-		})
-		w.runs = rs[:0]
-		if err != nil {
-			return err
 		}
+		for _, i := range g.idx {
+			if err := forRecords(journal[i].rec, add); err != nil {
+				return err
+			}
+		}
+		w.runs = rs[:0]
 		if len(rs) == 0 {
 			continue
 		}
@@ -433,12 +432,11 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs *int, partial *bool) er
 	return nil
 }
 
-// sensorGroup is one sensor's records in a fold, in journal order.
+// sensorGroup is one sensor's records in a fold.
 type sensorGroup struct {
-	name  []byte
-	n     int    // records
-	bytes int    // their size
-	recs  []byte // the records, copied out of the journal (foldTx)
+	name []byte
+	n    int     // records
+	idx  []int32 // their indices in the journal, in journal order (foldTx)
 }
 
 // groupBySensor returns the fold's sensors in name order and, for every
@@ -457,7 +455,6 @@ func groupBySensor(journal []jref, groupOf map[string]int32) (groups []sensorGro
 		}
 		grp[i] = g
 		groups[g].n++
-		groups[g].bytes += len(journal[i].rec)
 	}
 	order := make([]int32, len(groups))
 	for i := range order {
