@@ -28,9 +28,12 @@ import (
 // maskSuppressed set for a result that goes only into the rollups.
 const (
 	maskSuppressed = 0x80
-	// journalChunk bounds a journal value so that it fits in one 4 KiB page
-	// (no overflow pages, which need contiguous free runs).
-	journalChunk = 3800
+	// journalChunk bounds a journal value so that a leaf is one 4 KiB page:
+	// bbolt splits a node only when it has more than 4 keys, so 4 values
+	// must fit in a page. Bigger ones made multi-page leaves, a fresh
+	// allocation of contiguous pages per leaf per commit (a third of the
+	// agent's allocated bytes at max rate).
+	journalChunk = 900
 	// foldMax bounds the readings one fold transaction moves; after
 	// failed folds, foldMax>>maxFoldShrink at the least.
 	foldMax       = 200_000
@@ -137,14 +140,19 @@ func (db *DB) putJournal(tx *bolt.Tx, rs []agent.Result) (int, error) {
 	jb := tx.Bucket(bucketJournal)
 	jb.FillPercent = 1 // pure appends
 	raw := 0
-	// bbolt keeps Put's slices until the commit: a new buffer per chunk
-	buf := make([]byte, 0, journalChunk+256)
+	// bbolt keeps Put's slices until the commit: each chunk is copied
+	// into the arena
+	var scratch [2 * journalChunk]byte
+	buf := scratch[:0]
 	put := func() error {
-		key := binary.BigEndian.AppendUint64(make([]byte, 0, 8), w.jseq)
-		if err := jb.Put(key, buf); err != nil {
+		key := binary.BigEndian.AppendUint64(w.arena.make(8)[:0], w.jseq)
+		v := w.arena.make(len(buf))
+		copy(v, buf)
+		if err := jb.Put(key, v); err != nil {
 			return fmt.Errorf("journal: put %d: %w", w.jseq, err)
 		}
 		w.jseq++
+		buf = scratch[:0]
 		return nil
 	}
 	for i := range rs {
@@ -160,7 +168,6 @@ func (db *DB) putJournal(tx *bolt.Tx, rs []agent.Result) (int, error) {
 			if err := put(); err != nil {
 				return raw, err
 			}
-			buf = make([]byte, 0, journalChunk+256)
 		}
 	}
 	if len(buf) > 0 {

@@ -11,7 +11,7 @@ import (
 
 // A sensor's raw readings are stored in runs: one bbolt value holds up to
 // runTarget bytes of consecutive readings, keyed by the time of its first
-// reading. A fold then does one Put per ~80 readings of a sensor instead of
+// reading. A fold then does one Put per ~40 readings of a sensor instead of
 // one per reading, which was most of the fold's CPU and the live memory of
 // its transaction (a bbolt inode and Cursor per key).
 //
@@ -32,9 +32,9 @@ import (
 // walk over the keys is a walk over the readings in time order.
 const (
 	runMarker = 0x40
-	// runTarget bounds a run so that it fits in one 4 KiB page (no
-	// overflow pages, which need contiguous free runs).
-	runTarget = 3800
+	// runTarget bounds a run so that a leaf is one 4 KiB page (see
+	// journalChunk): ~40 readings with detector fields.
+	runTarget = 900
 )
 
 // errStop ends a forEntry walk early without an error.
