@@ -624,3 +624,50 @@ func TestBroker_Start_bindError(t *testing.T) {
 		t.Error("Ready() = nil after a failed Start")
 	}
 }
+
+// With no subscriber the broker skips mochi's fan-out; a subscriber that
+// comes later must still get the retained message and every publish sent
+// after its SUBACK, also after unsubscribing and subscribing again, and
+// publishers are acknowledged either way.
+func TestBroker_fanOutFollowsSubscriptions(t *testing.T) {
+	rec := newRecorder()
+	b := startBroker(t, Options{AllowAnonymous: true, Handler: rec.handle})
+	pub, _ := connect(t, tcpURL(b), "sensor-1")
+	publish := func(topic string, qos byte, retain bool, payload string) {
+		t.Helper()
+		if err := waitTok(pub.Publish(topic, qos, retain, payload)); err != nil {
+			t.Fatalf("publish %q: %v", payload, err)
+		}
+		if m := rec.next(t); string(m.Payload) != payload {
+			t.Fatalf("handler got %q; want %q", m.Payload, payload)
+		}
+	}
+	publish("sensors/1/t", 0, false, "unseen-0")
+	publish("sensors/1/t", 1, false, "unseen-1")
+	publish("sensors/1/state", 1, true, "retained")
+
+	sub, _ := connect(t, tcpURL(b), "dashboard")
+	got := subscribe(t, sub, "sensors/#")
+	if m := recv(t, got); string(m.Payload()) != "retained" {
+		t.Fatalf("new subscriber first got %q; want the retained message", m.Payload())
+	}
+	publish("sensors/1/t", 0, false, "live-0")
+	if m := recv(t, got); string(m.Payload()) != "live-0" {
+		t.Fatalf("subscriber got %q; want live-0", m.Payload())
+	}
+
+	if err := waitTok(sub.Unsubscribe("sensors/#")); err != nil {
+		t.Fatal(err)
+	}
+	publish("sensors/1/t", 1, false, "gap")
+	got2 := subscribe(t, sub, "sensors/1/t")
+	publish("sensors/1/t", 1, false, "live-1")
+	if m := recv(t, got2); string(m.Payload()) != "live-1" {
+		t.Fatalf("resubscribed subscriber got %q; want live-1", m.Payload())
+	}
+	select {
+	case m := <-got:
+		t.Fatalf("unsubscribed filter still delivered %q", m.Payload())
+	default:
+	}
+}
