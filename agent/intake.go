@@ -102,8 +102,14 @@ func (in *Intake) Ingest(ctx context.Context, m Message) error {
 	if c == nil {
 		return nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, in.ackTimeout)
-	defer cancel()
+	// The broker's context usually ends first already (mqtt.ack_timeout
+	// bounds both); deriving one would then add only a cancel registration.
+	wctx := ctx
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > in.ackTimeout {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(ctx, in.ackTimeout)
+		defer cancel()
+	}
 	if err := c.Wait(wctx); err != nil {
 		reason := ReasonStorageFailed
 		if errors.Is(err, context.DeadlineExceeded) {

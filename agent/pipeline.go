@@ -211,8 +211,17 @@ func (p *Pipeline) Submit(ctx context.Context, r Reading) error {
 		r.Commit.Done(ErrClosed)
 		return ErrClosed
 	}
+	in := p.shardFor(r.Sensor).in
+	// A queue with room takes r at once; only a full one needs the select
+	// on ctx and stop, which locks all three channels.
 	select {
-	case p.shardFor(r.Sensor).in <- r:
+	case in <- r:
+		p.metrics.receivedOne()
+		return nil
+	default:
+	}
+	select {
+	case in <- r:
 		p.metrics.receivedOne()
 		return nil
 	case <-ctx.Done():

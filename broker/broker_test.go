@@ -624,3 +624,109 @@ func TestBroker_Start_bindError(t *testing.T) {
 		t.Error("Ready() = nil after a failed Start")
 	}
 }
+
+// With no subscriber the broker skips mochi's fan-out; a subscriber that
+// comes later must still get the retained message and every publish sent
+// after its SUBACK, also after unsubscribing and subscribing again, and
+// publishers are acknowledged either way.
+func TestBroker_fanOutFollowsSubscriptions(t *testing.T) {
+	rec := newRecorder()
+	b := startBroker(t, Options{AllowAnonymous: true, Handler: rec.handle})
+	pub, _ := connect(t, tcpURL(b), "sensor-1")
+	publish := func(topic string, qos byte, retain bool, payload string) {
+		t.Helper()
+		if err := waitTok(pub.Publish(topic, qos, retain, payload)); err != nil {
+			t.Fatalf("publish %q: %v", payload, err)
+		}
+		if m := rec.next(t); string(m.Payload) != payload {
+			t.Fatalf("handler got %q; want %q", m.Payload, payload)
+		}
+	}
+	publish("sensors/1/t", 0, false, "unseen-0")
+	publish("sensors/1/t", 1, false, "unseen-1")
+	publish("sensors/1/state", 1, true, "retained")
+
+	sub, _ := connect(t, tcpURL(b), "dashboard")
+	got := subscribe(t, sub, "sensors/#")
+	if m := recv(t, got); string(m.Payload()) != "retained" {
+		t.Fatalf("new subscriber first got %q; want the retained message", m.Payload())
+	}
+	publish("sensors/1/t", 0, false, "live-0")
+	// mochi fans a message out after its PUBACK, so the retained one may
+	// also arrive live if the subscription came in between.
+	for m := recv(t, got); string(m.Payload()) != "live-0"; m = recv(t, got) {
+		if string(m.Payload()) != "retained" {
+			t.Fatalf("subscriber got %q; want live-0", m.Payload())
+		}
+	}
+
+	if err := waitTok(sub.Unsubscribe("sensors/#")); err != nil {
+		t.Fatal(err)
+	}
+	publish("sensors/1/t", 1, false, "gap")
+	got2 := subscribe(t, sub, "sensors/1/t")
+	publish("sensors/1/t", 1, false, "live-1")
+	if m := recv(t, got2); string(m.Payload()) != "live-1" {
+		t.Fatalf("resubscribed subscriber got %q; want live-1", m.Payload())
+	}
+	select {
+	case m := <-got:
+		t.Fatalf("unsubscribed filter still delivered %q", m.Payload())
+	default:
+	}
+}
+
+// rawConnect opens a TCP connection and sends an MQTT 3.1.1 CONNECT with
+// the given keepalive in seconds, returning once the CONNACK is read.
+func rawConnect(t *testing.T, b *Broker, id string, keepalive byte) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", b.Addr("tcp").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	pk := []byte{0x10, byte(12 + len(id)), 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, keepalive, 0, byte(len(id))}
+	if _, err := conn.Write(append(pk, id...)); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(waitLong))
+	ack := make([]byte, 4)
+	if _, err := io.ReadFull(conn, ack); err != nil || ack[0] != 0x20 || ack[3] != 0 {
+		t.Fatalf("CONNACK %x, %v", ack, err)
+	}
+	return conn
+}
+
+// The keepalive deadline (1.5 × keepalive since the last packet) is
+// enforced for a silent client and moved on by every packet of a busy one.
+func TestBroker_keepaliveDeadline(t *testing.T) {
+	rec := newRecorder()
+	b := startBroker(t, Options{AllowAnonymous: true, Handler: rec.handle})
+	silent := rawConnect(t, b, "silent", 1)
+	busy := rawConnect(t, b, "busy", 1)
+
+	dropped := make(chan error, 1)
+	go func() {
+		_, err := silent.Read(make([]byte, 1)) // deadline: waitLong
+		dropped <- err
+	}()
+	publish := []byte{0x30, 7, 0, 3, 'a', '/', 'b', '4', '2'}
+	for range 10 { // 3 s: twice the deadline, never silent for more than 0.3 s
+		if _, err := busy.Write(publish); err != nil {
+			t.Fatalf("busy client: %v", err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if _, err := busy.Write([]byte{0xc0, 0}); err != nil { // PINGREQ
+		t.Fatalf("busy client dropped: %v", err)
+	}
+	resp := make([]byte, 2)
+	busy.SetReadDeadline(time.Now().Add(waitLong))
+	if _, err := io.ReadFull(busy, resp); err != nil || resp[0] != 0xd0 {
+		t.Fatalf("busy client: PINGRESP %x, %v", resp, err)
+	}
+	var ne net.Error
+	if err := <-dropped; err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("silent client: read = %v; want the broker to close the connection", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -87,7 +88,11 @@ func (h *ingestHook) OnPublishDropped(*mqtt.Client, packets.Packet) {
 // (and QoS 2) publishers are disconnected so they resend after reconnecting.
 func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	b := h.b
-	if cl.Net.Inline || b.opts.Handler == nil || strings.HasPrefix(pk.TopicName, "$") {
+	if cl.Net.Inline || strings.HasPrefix(pk.TopicName, "$") {
+		return pk, nil
+	}
+	if b.opts.Handler == nil {
+		b.skipFanOut(&pk)
 		return pk, nil
 	}
 	qos := min(pk.FixedHeader.Qos, 1)
@@ -105,6 +110,7 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		ClientID: cl.ID,
 	})
 	if err == nil {
+		b.skipFanOut(&pk)
 		return pk, nil
 	}
 	b.metrics.rejected.Inc()
@@ -117,6 +123,21 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		cl.Stop(packets.ErrServerBusy) // 3.1.1 has no negative PUBACK: drop the link
 	}
 	return pk, packets.ErrRejectPacket
+}
+
+// skipFanOut marks pk Ignore when nobody could receive it: no client
+// holds a subscription and pk is not retained. mochi then acknowledges pk as
+// usual but skips its subscriber lookup, which walks the topic tree and
+// allocates a set of four maps per publish even when it finds nobody. (The
+// mark, not packets.CodeSuccessIgnore, because an error costs mochi as many
+// allocations in errors.Is as the lookup.) mochi counts a subscription right
+// after indexing it and before writing the SUBACK, so a subscriber never
+// misses a publish sent after its SUBACK. The count leaves out inline
+// (in-process) subscriptions; this broker makes none.
+func (b *Broker) skipFanOut(pk *packets.Packet) {
+	if !pk.FixedHeader.Retain && atomic.LoadInt64(&b.srv.Info.Subscriptions) == 0 {
+		pk.Ignore = true
+	}
 }
 
 // demoteHandler lowers mochi's own log records: Info and Warn become Debug,

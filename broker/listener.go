@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -115,7 +116,7 @@ func (l *listener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
 		_ = raw.SetDeadline(deadline) // the upgrader clears deadlines
 		conn = wc
 	}
-	if err := establish(l.id, conn); err != nil && !errors.Is(err, io.EOF) {
+	if err := establish(l.id, &lazyDeadline{Conn: conn}); err != nil && !errors.Is(err, io.EOF) {
 		l.log.Debug("mqtt connection ended", "listener", l.id, "remote", raw.RemoteAddr(), "err", err)
 	}
 }
@@ -230,4 +231,48 @@ func (ws *wsConn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// deadlineSlack is how much later than mochi asks a keepalive deadline may
+// fire (see lazyDeadline).
+const deadlineSlack = 10 * time.Millisecond
+
+// lazyDeadline passes mochi's SetDeadline, which it calls before reading
+// every packet with now + 1.5 × keepalive, on to the connection only when
+// the deadline in force would fire before the one asked for or more than
+// deadlineSlack after it, and then sets it deadlineSlack late. A silent
+// client is so disconnected no earlier than mochi asks and at most
+// deadlineSlack later, and a busy connection re-arms its runtime timers
+// about once per deadlineSlack instead of once per packet.
+type lazyDeadline struct {
+	net.Conn
+	set atomic.Int64 // unix nanos of the deadline in force; 0: unknown or none
+}
+
+func (c *lazyDeadline) SetDeadline(t time.Time) error {
+	if t.IsZero() {
+		c.set.Store(0)
+		return c.Conn.SetDeadline(t)
+	}
+	want := t.UnixNano()
+	if set := c.set.Load(); set != 0 && set >= want && set-want <= int64(deadlineSlack) {
+		return nil
+	}
+	t = t.Add(deadlineSlack)
+	if err := c.Conn.SetDeadline(t); err != nil {
+		c.set.Store(0)
+		return err
+	}
+	c.set.Store(t.UnixNano())
+	return nil
+}
+
+func (c *lazyDeadline) SetReadDeadline(t time.Time) error {
+	c.set.Store(0)
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *lazyDeadline) SetWriteDeadline(t time.Time) error {
+	c.set.Store(0)
+	return c.Conn.SetWriteDeadline(t)
 }
