@@ -58,6 +58,21 @@ type jref struct {
 
 func (j *jref) sensor() []byte { return j.rec[j.so : int(j.so)+int(j.sl)] }
 
+// tail is the record's 8-byte time and value.
+func (j *jref) tail() []byte { return j.rec[int(j.so)+int(j.sl):] }
+
+// nextTimedValue splits the first time and value (a jref.tail) off p.
+func nextTimedValue(p []byte) (ts uint64, val, rest []byte, err error) {
+	if len(p) < 8+11 {
+		return 0, nil, nil, errCorrupt
+	}
+	n, err := valueLen(p[8]&^maskSuppressed, p[8:])
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	return binary.BigEndian.Uint64(p), p[8 : 8+n], p[8+n:], nil
+}
+
 func (r *jrec) ref() jref {
 	return jref{rec: r.rec, so: uint8(len(r.rec) - len(r.val) - 8 - len(r.sensor)), sl: uint16(len(r.sensor))}
 }
@@ -318,10 +333,18 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs *int, partial *bool) er
 		}
 		w.foldFrom = string(groups[len(groups)-1].name) + "\x00"
 	}
-	// Each group lists its records' indices in journal order (a counting
-	// sort of indices, not a copy of the records: the runs Put are copies
-	// already, see putRuns).
-	var chosenAt []int32 // a partial fold: record -> index in groups, -1 if not folded
+	// Copy each record's time and value, group after group, into one
+	// buffer: the journal is read in order and each group is then read
+	// sequentially, instead of one random access per record into the mapped
+	// journal (0.2 µs a reading at 200k readings/s). The sensor ids stay
+	// behind, so the copy is about 60% of the journal.
+	total := 0
+	for _, g := range groups {
+		total += g.bytes
+	}
+	recBuf := make([]byte, total)
+	at := make([]int, len(groups)) // group -> where its next record goes
+	var chosenAt []int32           // a partial fold: record -> index in groups, -1 if not folded
 	if chosen != nil {
 		byName := make(map[string]int32, len(groups))
 		for k, g := range groups {
@@ -336,15 +359,11 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs *int, partial *bool) er
 			}
 		}
 	}
-	n := 0
-	for _, g := range groups {
-		n += g.n
-	}
-	idx := make([]int32, n)
 	off := 0
 	for k := range groups {
-		groups[k].idx = idx[off : off : off+groups[k].n]
-		off += groups[k].n
+		at[k] = off
+		groups[k].recs = recBuf[off : off+groups[k].bytes : off+groups[k].bytes]
+		off += groups[k].bytes
 	}
 	for i := range journal {
 		k := grp[i]
@@ -353,7 +372,7 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs *int, partial *bool) er
 				continue
 			}
 		}
-		groups[k].idx = append(groups[k].idx, int32(i))
+		at[k] += copy(recBuf[at[k]:], journal[i].tail())
 	}
 	rb := tx.Bucket(bucketReadings)
 	clear(w.roll)
@@ -363,11 +382,13 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs *int, partial *bool) er
 		var a *rollupAgg // the rollup of the minute of the last record
 		var aMinute uint64
 		rs := w.runs[:0]
-		add := func(r jrec) error {
-			if len(r.val) < 11 {
-				return fmt.Errorf("journal: sensor %q: %w", name, errCorrupt)
+		for p := g.recs; len(p) > 0; {
+			ts, val, rest, err := nextTimedValue(p)
+			if err != nil {
+				return fmt.Errorf("journal: sensor %q: %w", name, err)
 			}
-			if minute := r.ts - r.ts%uint64(time.Minute); a == nil || minute != aMinute {
+			p = rest
+			if minute := ts - ts%uint64(time.Minute); a == nil || minute != aMinute {
 				rk := rollKey{name, minute}
 				if a = w.roll[rk]; a == nil {
 					a = &rollupAgg{}
@@ -375,15 +396,9 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs *int, partial *bool) er
 				}
 				aMinute = minute
 			}
-			a.add(r.value(), r.ts)
-			if !r.suppressed() {
-				rs = append(rs, runReading{r.ts, r.val})
-			}
-			return nil
-		}
-		for _, i := range g.idx {
-			if err := forRecords(journal[i].rec, add); err != nil {
-				return err
+			a.add(readF64(val[3:11]), ts)
+			if val[0]&maskSuppressed == 0 {
+				rs = append(rs, runReading{ts, val})
 			}
 		}
 		w.runs = rs[:0]
@@ -441,9 +456,10 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs *int, partial *bool) er
 
 // sensorGroup is one sensor's records in a fold.
 type sensorGroup struct {
-	name []byte
-	n    int     // records
-	idx  []int32 // their indices in the journal, in journal order (foldTx)
+	name  []byte
+	n     int    // records
+	bytes int    // the size of their times and values
+	recs  []byte // their times and values in journal order (jref.tail), copied (foldTx)
 }
 
 // groupBySensor returns the fold's sensors in name order and, for every
@@ -462,6 +478,7 @@ func groupBySensor(journal []jref, groupOf map[string]int32) (groups []sensorGro
 		}
 		grp[i] = g
 		groups[g].n++
+		groups[g].bytes += len(journal[i].tail())
 	}
 	order := make([]int32, len(groups))
 	for i := range order {

@@ -58,10 +58,19 @@ func cmpRunReading(a, b runReading) int {
 
 // readingLen is the length of the encodeReading value at the start of v.
 func readingLen(v []byte) (int, error) {
-	if len(v) < 11 || v[0]&^(maskRaw|maskScore|maskBand|maskArrived) != 0 {
+	if len(v) == 0 {
 		return 0, errCorrupt
 	}
-	mask, n := v[0], 11
+	return valueLen(v[0], v)
+}
+
+// valueLen is readingLen with the mask given (a journal record's, without
+// maskSuppressed).
+func valueLen(mask byte, v []byte) (int, error) {
+	if len(v) < 11 || mask&^(maskRaw|maskScore|maskBand|maskArrived) != 0 {
+		return 0, errCorrupt
+	}
+	n := 11
 	if mask&maskRaw != 0 {
 		n += 8
 	}
