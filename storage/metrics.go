@@ -13,7 +13,7 @@ const (
 	reasonOutboxEvicted = "outbox_evicted" // rollup-lane outbox entries over bytes/age
 	reasonRawRetention  = "raw_retention"  // raw readings past RawRetention or MaxRawPerSensor
 	reasonByteBudget    = "byte_budget"    // raw readings trimmed for MaxBytes
-	reasonInvalid       = "invalid"        // empty sensor or alert id, unencodable alert, >65536 readings at one time
+	reasonInvalid       = "invalid"        // empty sensor or alert id, unencodable alert
 )
 
 type metrics struct {
