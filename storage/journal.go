@@ -160,8 +160,8 @@ func (db *DB) putJournal(tx *bolt.Tx, rs []agent.Result) (int, error) {
 	var scratch [2 * journalChunk]byte
 	buf := scratch[:0]
 	put := func() error {
-		key := binary.BigEndian.AppendUint64(w.arena.make(8)[:0], w.jseq)
-		v := w.arena.make(len(buf))
+		key := binary.BigEndian.AppendUint64(w.arena.alloc(8)[:0], w.jseq)
+		v := w.arena.alloc(len(buf))
 		copy(v, buf)
 		if err := jb.Put(key, v); err != nil {
 			return fmt.Errorf("journal: put %d: %w", w.jseq, err)

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -46,15 +47,7 @@ type runReading struct {
 	val []byte
 }
 
-func cmpRunReading(a, b runReading) int {
-	switch {
-	case a.ts < b.ts:
-		return -1
-	case a.ts > b.ts:
-		return 1
-	}
-	return 0
-}
+func cmpRunReading(a, b runReading) int { return cmp.Compare(a.ts, b.ts) }
 
 // readingLen is the length of the encodeReading value at the start of v.
 func readingLen(v []byte) (int, error) {
@@ -206,7 +199,7 @@ func putRuns(b *bolt.Bucket, ar *arena, seq uint16, rs []runReading) error {
 		}
 		size += uvarintLen(uint64(n))
 		run := rs[:n]
-		v := ar.make(size)[:0]
+		v := ar.alloc(size)[:0]
 		v = append(v, runMarker)
 		v = binary.AppendUvarint(v, uint64(n))
 		prev = run[0].ts
@@ -215,7 +208,7 @@ func putRuns(b *bolt.Bucket, ar *arena, seq uint16, rs []runReading) error {
 			v = append(v, r.val...)
 			prev = r.ts
 		}
-		key := readingKey(ar.make(readingKeyLen)[:0], run[0].ts, seq)
+		key := readingKey(ar.alloc(readingKeyLen)[:0], run[0].ts, seq)
 		if err := b.Put(key, v); err != nil {
 			return fmt.Errorf("put run %x: %w", key, err)
 		}

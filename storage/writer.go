@@ -659,8 +659,8 @@ type arena struct{ chunk []byte }
 
 const arenaChunk = 64 << 10
 
-// make returns a new slice of n bytes.
-func (a *arena) make(n int) []byte {
+// alloc returns a new slice of n bytes.
+func (a *arena) alloc(n int) []byte {
 	if cap(a.chunk)-len(a.chunk) < n {
 		a.chunk = make([]byte, 0, max(arenaChunk, n))
 	}
