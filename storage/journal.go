@@ -120,7 +120,65 @@ func forRecords(v []byte, fn func(r jrec) error) error {
 	return nil
 }
 
-// forJournal calls fn for every record in the journal, oldest first.
+// The journal is split into shards by sensor once a gateway has more
+// sensors than one fold transaction moves (maxFoldSensors): a fold then
+// moves one shard's records in a transaction and deletes them, instead of
+// moving some sensors' records and writing all the others back (which
+// rewrote the journal up to five times over with 5,000 sensors and made
+// those folds the agent's memory peak). Shard 0's keys are the plain 8-byte
+// sequences of schema 2; shard s > 0 puts the byte s in front. So shard 0
+// sorts first, each shard is in commit order, and a file written before
+// shards is shard 0. Sequences are unique across shards.
+const maxShards = 64
+
+// journalKey appends the key of sequence seq in shard s to dst.
+func journalKey(dst []byte, s byte, seq uint64) []byte {
+	if s != 0 {
+		dst = append(dst, s)
+	}
+	return binary.BigEndian.AppendUint64(dst, seq)
+}
+
+// keyShard is the shard of a journal key.
+func keyShard(k []byte) byte {
+	if len(k) == 9 {
+		return k[0]
+	}
+	return 0
+}
+
+// keySeq is the sequence of a journal key.
+func keySeq(k []byte) uint64 { return binary.BigEndian.Uint64(k[len(k)-8:]) }
+
+// seekShard positions c at the first key of shard s (nil if it has none).
+func seekShard(c *bolt.Cursor, s byte) (k, v []byte) {
+	if s == 0 {
+		k, v = c.First()
+	} else {
+		k, v = c.Seek([]byte{s})
+	}
+	if k != nil && keyShard(k) != s {
+		return nil, nil
+	}
+	return k, v
+}
+
+// shardOf is the shard sensor's records go to while the journal has n
+// shards (FNV-1a of the id).
+func shardOf(sensor string, n int) byte {
+	if n <= 1 {
+		return 0
+	}
+	h := uint32(2166136261)
+	for i := 0; i < len(sensor); i++ {
+		h ^= uint32(sensor[i])
+		h *= 16777619
+	}
+	return byte(h % uint32(n))
+}
+
+// forJournal calls fn for every record in the journal, shard by shard,
+// each in commit order (so a sensor's records in commit order).
 func forJournal(tx *bolt.Tx, fn func(r jrec) error) error {
 	jb := tx.Bucket(bucketJournal)
 	if jb == nil {
@@ -145,8 +203,9 @@ func decodeRecord(sensor string, r *jrec, res *agent.Result) error {
 	return decodeReading(sensor, r.ts, r.val, res)
 }
 
-// putJournal appends rs to the journal in chunks and records the sensors'
-// kind and unit. It returns the number of raw (not suppressed) readings.
+// putJournal appends rs to the journal in chunks, each sensor's to its
+// shard, and records the sensors' kind and unit. It returns the number of
+// raw (not suppressed) readings.
 func (db *DB) putJournal(tx *bolt.Tx, rs []agent.Result) (int, error) {
 	if len(rs) == 0 {
 		return 0, nil
@@ -154,20 +213,23 @@ func (db *DB) putJournal(tx *bolt.Tx, rs []agent.Result) (int, error) {
 	w := &db.w
 	jb := tx.Bucket(bucketJournal)
 	jb.FillPercent = 1 // pure appends
+	// one shard per maxFoldSensors sensors seen; never fewer while running
+	w.shards = max(w.shards, min((len(w.sensors)+maxFoldSensors-1)/maxFoldSensors, maxShards))
+	if len(w.jbufs) < w.shards {
+		w.jbufs = append(w.jbufs, make([][]byte, w.shards-len(w.jbufs))...)
+	}
 	raw := 0
 	// bbolt keeps Put's slices until the commit: each chunk is copied
 	// into the arena
-	var scratch [2 * journalChunk]byte
-	buf := scratch[:0]
-	put := func() error {
-		key := binary.BigEndian.AppendUint64(w.arena.alloc(8)[:0], w.jseq)
-		v := w.arena.alloc(len(buf))
-		copy(v, buf)
+	put := func(s byte) error {
+		key := journalKey(w.arena.alloc(9)[:0], s, w.jseq)
+		v := w.arena.alloc(len(w.jbufs[s]))
+		copy(v, w.jbufs[s])
 		if err := jb.Put(key, v); err != nil {
-			return fmt.Errorf("journal: put %d: %w", w.jseq, err)
+			return fmt.Errorf("journal: put %x: %w", key, err)
 		}
 		w.jseq++
-		buf = scratch[:0]
+		w.jbufs[s] = w.jbufs[s][:0]
 		return nil
 	}
 	for i := range rs {
@@ -175,19 +237,22 @@ func (db *DB) putJournal(tx *bolt.Tx, rs []agent.Result) (int, error) {
 		if err := db.noteSensor(tx, r); err != nil {
 			return raw, err
 		}
-		buf = appendRecord(buf, r)
+		s := shardOf(r.Sensor, w.shards)
+		w.jbufs[s] = appendRecord(w.jbufs[s], r)
 		if !r.Suppressed {
 			raw++
 		}
-		if len(buf) >= journalChunk {
-			if err := put(); err != nil {
+		if len(w.jbufs[s]) >= journalChunk {
+			if err := put(s); err != nil {
 				return raw, err
 			}
 		}
 	}
-	if len(buf) > 0 {
-		if err := put(); err != nil {
-			return raw, err
+	for s := range w.shards {
+		if len(w.jbufs[s]) > 0 {
+			if err := put(byte(s)); err != nil {
+				return raw, err
+			}
 		}
 	}
 	return raw, nil
@@ -200,9 +265,15 @@ func (db *DB) loadJournal() error {
 		if jb == nil {
 			return fmt.Errorf("journal: %w", errNoBucket)
 		}
-		if k, _ := jb.Cursor().Last(); len(k) == 8 {
-			db.w.jseq = binary.BigEndian.Uint64(k) + 1
+		c := jb.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if len(k) == 8 || len(k) == 9 {
+				db.w.jseq = max(db.w.jseq, keySeq(k)+1)
+			}
 		}
+		// as many shards as the sensors known so far need (putJournal)
+		known := tx.Bucket(bucketSensors).Stats().KeyN
+		db.w.shards = max(1, min((known+maxFoldSensors-1)/maxFoldSensors, maxShards))
 		n := 0
 		err := forJournal(tx, func(jrec) error { n++; return nil })
 		db.w.jCount = n
@@ -252,13 +323,40 @@ func (db *DB) foldDue(now time.Time) bool {
 	return w.jCount >= db.foldAt() || now.Sub(w.jFirst) >= db.opts.FoldInterval
 }
 
-// fold moves the oldest journal records (at most foldMax) into the
-// per-sensor raw and rollup buckets and deletes their journal keys, in one
-// transaction. A failure leaves the journal as it was.
+// fold folds every shard of the journal, one transaction each.
 func (db *DB) fold() {
-	w := &db.w
 	db.setFolding(true)
 	defer db.setFolding(false)
+	for _, s := range db.journalShards() {
+		if !db.foldShard(s) {
+			return
+		}
+	}
+}
+
+// journalShards lists the shards that hold records.
+func (db *DB) journalShards() []byte {
+	var out []byte
+	_ = db.bolt.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketJournal).Cursor()
+		for k, _ := c.First(); k != nil; {
+			s := keyShard(k)
+			out = append(out, s)
+			if s == 255 {
+				break
+			}
+			k, _ = c.Seek([]byte{s + 1})
+		}
+		return nil
+	})
+	return out
+}
+
+// foldShard moves the oldest records of shard s (at most foldMax) into the
+// per-sensor raw and rollup buckets and deletes their journal keys, in one
+// transaction. A failure leaves the journal as it was; it returns false.
+func (db *DB) foldShard(s byte) bool {
+	w := &db.w
 	start := time.Now()
 	var moved, recs int
 	var partial bool
@@ -266,7 +364,7 @@ func (db *DB) fold() {
 	var err error
 	for attempt := 0; ; attempt++ {
 		err = db.bolt.Update(func(tx *bolt.Tx) error {
-			return db.foldTx(tx, limit, &moved, &recs, &partial)
+			return db.foldTx(tx, s, limit, &moved, &recs, &partial)
 		})
 		if err == nil || !errors.Is(err, berrors.ErrMaxSizeReached) || attempt == maxSizeRetries || limit <= minFoldSensors {
 			break
@@ -285,6 +383,7 @@ func (db *DB) fold() {
 	}
 	db.folded(err, start, moved, recs, partial)
 	db.releaseMapped(true) // a fold reads many sensors' pages
+	return err == nil
 }
 
 func (db *DB) setFolding(on bool) {
@@ -296,8 +395,8 @@ func (db *DB) setFolding(on bool) {
 	}
 }
 
-// foldTx is one fold transaction: at most limit sensors.
-func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs *int, partial *bool) error {
+// foldTx is one fold transaction: shard s, at most limit sensors.
+func (db *DB) foldTx(tx *bolt.Tx, s byte, limit int, moved, recs *int, partial *bool) error {
 	w := &db.w
 	*moved, *recs, *partial = 0, 0, false
 	jb := tx.Bucket(bucketJournal)
@@ -306,10 +405,10 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs *int, partial *bool) er
 	journal := make([]jref, 0, min(w.jCount, most)+journalChunk/16) // journal order
 	c := jb.Cursor()
 	keys := 0
-	var firstKey uint64
-	for k, v := c.First(); k != nil && len(journal) < most; k, v = c.Next() {
-		if keys == 0 && len(k) == 8 {
-			firstKey = binary.BigEndian.Uint64(k)
+	var firstSeq uint64
+	for k, v := seekShard(c, s); k != nil && keyShard(k) == s && len(journal) < most; k, v = c.Next() {
+		if keys == 0 {
+			firstSeq = keySeq(k)
 		}
 		err := forRecords(v, func(r jrec) error { journal = append(journal, r.ref()); return nil })
 		if err != nil {
@@ -418,7 +517,7 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs *int, partial *bool) er
 	if err := db.putRollups(tx); err != nil {
 		return err
 	}
-	if _, err := deleteOldest(jb, keys, func([]byte, int) bool { return false }); err != nil {
+	if err := deleteShardKeys(jb, s, keys); err != nil {
 		return fmt.Errorf("journal: delete folded: %w", err)
 	}
 	if chosen == nil {
@@ -428,12 +527,12 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs *int, partial *bool) er
 	// the records of the sensors not folded go back, in journal order,
 	// under the first keys just deleted: they fit, and they stay
 	// before every newer key
-	key, buf := firstKey, make([]byte, 0, journalChunk+256)
+	seq, buf := firstSeq, make([]byte, 0, journalChunk+256)
 	put := func() error {
-		if err := jb.Put(binary.BigEndian.AppendUint64(make([]byte, 0, 8), key), buf); err != nil {
-			return fmt.Errorf("journal: put back %d: %w", key, err)
+		if err := jb.Put(journalKey(nil, s, seq), buf); err != nil {
+			return fmt.Errorf("journal: put back %d: %w", seq, err)
 		}
-		key++
+		seq++
 		buf = make([]byte, 0, journalChunk+256)
 		return nil
 	}
@@ -450,6 +549,22 @@ func (db *DB) foldTx(tx *bolt.Tx, limit int, moved, recs *int, partial *bool) er
 	}
 	if len(buf) > 0 {
 		return put()
+	}
+	return nil
+}
+
+// deleteShardKeys deletes the first n keys of shard s.
+func deleteShardKeys(jb *bolt.Bucket, s byte, n int) error {
+	c := jb.Cursor()
+	k, _ := seekShard(c, s)
+	for ; k != nil && n > 0; n-- {
+		key := bytes.Clone(k)
+		if err := c.Delete(); err != nil {
+			return fmt.Errorf("delete %x: %w", key, err)
+		}
+		if k, _ = c.Seek(key); k != nil && keyShard(k) != s {
+			break
+		}
 	}
 	return nil
 }

@@ -1,11 +1,13 @@
 package storage
 
 import (
+	"fmt"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/edgeagent/edgeagent/agent"
@@ -155,3 +157,108 @@ func keyCount(b *bolt.Bucket) int {
 }
 
 func binaryTs(k []byte) uint64 { return uint64(keyTime(k).UnixNano()) }
+
+// With more sensors than one fold moves, the journal is split into shards:
+// every reading stays readable before and after the fold, a fold moves a
+// shard at a time without writing records back, and a reopened file
+// continues the sequence after the highest key of any shard.
+func TestJournal_shards(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "edge.db")
+	t0 := time.Now().Truncate(time.Hour).Add(-time.Hour)
+	const sensors = 2*maxFoldSensors + 100 // three shards
+	write := func(db *DB, round int) {
+		t.Helper()
+		c := agent.NewCommit(sensors * 3)
+		var rs []agent.Result
+		for i := range 3 {
+			for s := range sensors {
+				v := float64(round*10 + i)
+				rs = append(rs, agent.Result{Reading: agent.Reading{Sensor: fmt.Sprintf("s%04d", s), Value: v,
+					Time: t0.Add(time.Duration(round*10+i) * time.Second), Commit: c}, Raw: v})
+			}
+		}
+		db.Write(rs, nil)
+		if err := c.Wait(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(db *DB, want []float64, when string) {
+		t.Helper()
+		for _, s := range []int{0, 1, maxFoldSensors + 7, sensors - 1} {
+			got, err := db.Readings(fmt.Sprintf("s%04d", s), time.Time{}, time.Time{}, 0, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var vals []float64
+			for _, r := range got {
+				vals = append(vals, r.Value)
+			}
+			if !slices.Equal(vals, want) {
+				t.Fatalf("%s: s%04d readings %v; want %v", when, s, vals, want)
+			}
+		}
+	}
+	db, err := Open(path, Options{FoldReadings: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(db, 0) // the sensors become known: these go to shard 0
+	if err := db.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	write(db, 1) // these are split over three shards
+	shards := map[byte]int{}
+	_ = db.bolt.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketJournal).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			shards[keyShard(k)]++
+		}
+		return nil
+	})
+	if len(shards) != 3 {
+		t.Fatalf("journal keys by shard %v; want three shards", shards)
+	}
+	check(db, []float64{0, 1, 2, 10, 11, 12}, "in the journal")
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// reopened: the sequence continues after every shard's keys, and the
+	// known sensors give the number of shards at once
+	db, err = Open(path, Options{FoldReadings: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	write(db, 2)
+	check(db, []float64{0, 1, 2, 10, 11, 12, 20, 21, 22}, "after reopening")
+	before := testutil.ToFloat64(db.m.folds)
+	if err := db.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// one transaction per shard: none wrote records back for a next one
+	if n := testutil.ToFloat64(db.m.folds) - before; n != 3 {
+		t.Errorf("%v fold transactions; want 3, one per shard", n)
+	}
+	check(db, []float64{0, 1, 2, 10, 11, 12, 20, 21, 22}, "after the fold")
+	if n := countAll(db); n != 3*3*sensors {
+		t.Fatalf("%d readings stored; want %d", n, 3*3*sensors)
+	}
+	_ = db.bolt.View(func(tx *bolt.Tx) error {
+		if k, _ := tx.Bucket(bucketJournal).Cursor().First(); k != nil {
+			t.Errorf("journal key %x left after the fold", k)
+		}
+		return nil
+	})
+}
+
+func countAll(db *DB) int {
+	n := 0
+	_ = db.bolt.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketReadings).ForEach(func(name, _ []byte) error {
+			n += countReadings(tx.Bucket(bucketReadings).Bucket(name))
+			return nil
+		})
+	})
+	return n
+}

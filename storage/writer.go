@@ -64,7 +64,9 @@ type writerState struct {
 	maxDirty   int64     // decaying maximum of the bytes one commit allocated
 	trimCut    uint64    // byte-budget trim pass: raw readings before this time go
 	trimNext   int       // byte-budget trim pass: next sensor (by name order)
-	jseq       uint64    // next journal key
+	jseq       uint64    // next journal sequence (unique across shards)
+	shards     int       // journal shards new records go to (shardOf)
+	jbufs      [][]byte  // per shard: the chunk being filled (putJournal)
 	jCount     int       // records in the journal
 	jFirst     time.Time // when the oldest unfolded commit was made (wall clock)
 	nextFold   time.Time // a failed fold is retried after this
@@ -86,6 +88,7 @@ type rollKey struct {
 }
 
 func (w *writerState) init() {
+	w.shards = 1
 	w.counts = map[string]int{}
 	w.sensors = map[string]sensorMeta{}
 	w.roll = map[rollKey]*rollupAgg{}
