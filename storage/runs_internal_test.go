@@ -72,26 +72,10 @@ func TestRuns_schema2ValuesStayReadable(t *testing.T) {
 	}
 	// time order; at equal times the older commit first
 	want := []float64{0, 104, 103, 1, 2, 3, 102, 107, 105, 4, 101, 100, 106}
-	got, err := db.Readings("s", time.Time{}, time.Time{}, 0, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vals []float64
-	for _, r := range got {
-		vals = append(vals, r.Value)
-	}
-	if !slices.Equal(vals, want) {
+	if vals := readValues(t, db, "s", time.Time{}, time.Time{}, false); !slices.Equal(vals, want) {
 		t.Fatalf("readings = %v; want %v", vals, want)
 	}
-	got, err = db.Readings("s", at(10), at(20), 0, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vals = vals[:0]
-	for _, r := range got {
-		vals = append(vals, r.Value)
-	}
-	if want := []float64{105, 107, 102, 3, 2, 1}; !slices.Equal(vals, want) {
+	if vals, want := readValues(t, db, "s", at(10), at(20), true), []float64{105, 107, 102, 3, 2, 1}; !slices.Equal(vals, want) {
 		t.Fatalf("readings [10 s, 20 s) newest first = %v; want %v", vals, want)
 	}
 }
@@ -185,15 +169,7 @@ func TestJournal_shards(t *testing.T) {
 	check := func(db *DB, want []float64, when string) {
 		t.Helper()
 		for _, s := range []int{0, 1, maxFoldSensors + 7, sensors - 1} {
-			got, err := db.Readings(fmt.Sprintf("s%04d", s), time.Time{}, time.Time{}, 0, false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var vals []float64
-			for _, r := range got {
-				vals = append(vals, r.Value)
-			}
-			if !slices.Equal(vals, want) {
+			if vals := readValues(t, db, fmt.Sprintf("s%04d", s), time.Time{}, time.Time{}, false); !slices.Equal(vals, want) {
 				t.Fatalf("%s: s%04d readings %v; want %v", when, s, vals, want)
 			}
 		}
@@ -250,6 +226,20 @@ func TestJournal_shards(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// readValues returns the values of sensor's readings in [from, to).
+func readValues(t *testing.T, db *DB, sensor string, from, to time.Time, desc bool) []float64 {
+	t.Helper()
+	got, err := db.Readings(sensor, from, to, 0, desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals := make([]float64, 0, len(got))
+	for _, r := range got {
+		vals = append(vals, r.Value)
+	}
+	return vals
 }
 
 func countAll(db *DB) int {
