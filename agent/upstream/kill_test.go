@@ -102,7 +102,17 @@ func TestUplink_killedMidDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	c1.Wait()
+	// Mosquitto acknowledges a publish before the subscriber reads it: let
+	// the deliveries in flight arrive before counting what never will
 	got := sub.distinct()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		now := sub.distinct()
+		if now == got {
+			break
+		}
+		got = now
+	}
 	left := func() int {
 		ob := openStore(t, dbPath)
 		defer ob.Close()
