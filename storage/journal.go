@@ -219,14 +219,9 @@ func (db *DB) putJournal(tx *bolt.Tx, rs []agent.Result) (int, error) {
 		w.jbufs = append(w.jbufs, make([][]byte, w.shards-len(w.jbufs))...)
 	}
 	raw := 0
-	// bbolt keeps Put's slices until the commit: each chunk is copied
-	// into the arena
 	put := func(s byte) error {
-		key := journalKey(w.arena.alloc(9)[:0], s, w.jseq)
-		v := w.arena.alloc(len(w.jbufs[s]))
-		copy(v, w.jbufs[s])
-		if err := jb.Put(key, v); err != nil {
-			return fmt.Errorf("journal: put %x: %w", key, err)
+		if err := db.putChunk(jb, s, w.jseq, w.jbufs[s]); err != nil {
+			return err
 		}
 		w.jseq++
 		w.jbufs[s] = w.jbufs[s][:0]
@@ -256,6 +251,18 @@ func (db *DB) putJournal(tx *bolt.Tx, rs []agent.Result) (int, error) {
 		}
 	}
 	return raw, nil
+}
+
+// putChunk puts a copy of chunk under sequence seq of shard s. bbolt keeps
+// Put's slices until the commit, so key and copy come from the arena.
+func (db *DB) putChunk(jb *bolt.Bucket, s byte, seq uint64, chunk []byte) error {
+	key := journalKey(db.w.arena.alloc(9)[:0], s, seq)
+	v := db.w.arena.alloc(len(chunk))
+	copy(v, chunk)
+	if err := jb.Put(key, v); err != nil {
+		return fmt.Errorf("journal: put %x: %w", key, err)
+	}
+	return nil
 }
 
 // loadJournal sets the writer's journal cursor and count from the file.
@@ -527,13 +534,13 @@ func (db *DB) foldTx(tx *bolt.Tx, s byte, limit int, moved, recs *int, partial *
 	// the records of the sensors not folded go back, in journal order,
 	// under the first keys just deleted: they fit, and they stay
 	// before every newer key
-	seq, buf := firstSeq, make([]byte, 0, journalChunk+256)
+	seq, buf := firstSeq, make([]byte, 0, 2*journalChunk)
 	put := func() error {
-		if err := jb.Put(journalKey(nil, s, seq), buf); err != nil {
-			return fmt.Errorf("journal: put back %d: %w", seq, err)
+		if err := db.putChunk(jb, s, seq, buf); err != nil {
+			return err
 		}
 		seq++
-		buf = make([]byte, 0, journalChunk+256)
+		buf = buf[:0]
 		return nil
 	}
 	for i := range journal {

@@ -17,12 +17,12 @@ import (
 	"github.com/edgeagent/edgeagent/agent"
 )
 
-// timeRange returns the key bounds of [from, to): a zero from is the
-// beginning, a zero to has no end (nil).
-func timeRange(from, to time.Time) (lo, hi []byte) {
-	lo = tsKey(nil, from)
+// timeRange returns the unix-nano bounds of [from, to): a zero from is the
+// beginning, a zero to has no end (math.MaxUint64).
+func timeRange(from, to time.Time) (lo, hi uint64) {
+	lo, hi = tsNano(from), math.MaxUint64
 	if !to.IsZero() {
-		hi = tsKey(nil, to)
+		hi = tsNano(to)
 	}
 	return lo, hi
 }
@@ -39,11 +39,7 @@ func sensorInfo(tx *bolt.Tx, sensor string) (kind, unit string) {
 // sensor returns no results and no error. Readings still in the journal are
 // merged in: at equal times, older commits come first, as after the fold.
 func (db *DB) Results(sensor string, from, to time.Time, limit int, desc bool) ([]agent.Result, error) {
-	lo, hi := timeRange(from, to)
-	loTs, hiTs := binary.BigEndian.Uint64(lo), uint64(math.MaxUint64)
-	if hi != nil {
-		hiTs = binary.BigEndian.Uint64(hi)
-	}
+	loTs, hiTs := timeRange(from, to)
 	var out []agent.Result
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		kind, unit := sensorInfo(tx, sensor)
@@ -210,11 +206,7 @@ func (db *DB) Readings(sensor string, from, to time.Time, limit int, desc bool) 
 // [from, to), oldest first, at most limit (limit <= 0: all). Readings still
 // in the journal are included.
 func (db *DB) Rollups(sensor string, from, to time.Time, limit int) ([]Rollup, error) {
-	lo, hi := timeRange(from.Truncate(time.Minute), to)
-	loTs, hiTs := binary.BigEndian.Uint64(lo), uint64(math.MaxUint64)
-	if hi != nil {
-		hiTs = binary.BigEndian.Uint64(hi)
-	}
+	loTs, hiTs := timeRange(from.Truncate(time.Minute), to)
 	var out []Rollup
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		// the journal tail of this sensor, by minute
@@ -250,7 +242,7 @@ func (db *DB) Rollups(sensor string, from, to time.Time, limit int) ([]Rollup, e
 		}
 		if b := tx.Bucket(bucketRollups).Bucket(name); b != nil {
 			c := b.Cursor()
-			for k, v := c.Seek(lo); k != nil && (hi == nil || bytes.Compare(k, hi) < 0) && !full(); {
+			for k, v := c.Seek(binary.BigEndian.AppendUint64(nil, loTs)); k != nil && binary.BigEndian.Uint64(k) < hiTs && !full(); {
 				a, err := decodeRollup(v)
 				if err != nil || len(k) != 8 {
 					return fmt.Errorf("rollup %x: %w", k, errCorrupt)
