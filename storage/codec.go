@@ -10,9 +10,10 @@ import (
 	"github.com/edgeagent/edgeagent/agent"
 )
 
-// Bucket names. The layout (schema version 3):
+// Bucket names. The layout (schema version 4):
 //
 //	meta        "schema" -> uint32 BE version
+//	            "fold" -> shard, 8B BE sequence, sensor: a fold cut into parts (journal.go)
 //	readings    <sensor> -> bucket: tsKey(time)+seq(2B BE) -> run of readings (runs.go)
 //	rollups     <sensor> -> bucket: tsKey(minute start) -> rollup value
 //	sensors     <sensor> -> kind "\x00" unit (latest seen)
@@ -39,7 +40,7 @@ var (
 )
 
 // schemaVersion is the layout this code writes.
-const schemaVersion = 3
+const schemaVersion = 4
 
 // fillPercent is set on every bucket written: keys are mostly appended, so
 // splitting pages 90% full nearly halves the file (LIBRARIES.md 3.3).

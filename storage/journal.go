@@ -120,16 +120,18 @@ func forRecords(v []byte, fn func(r jrec) error) error {
 	return nil
 }
 
-// The journal is split into shards by sensor once a gateway has more
-// sensors than one fold transaction moves (maxFoldSensors): a fold then
-// moves one shard's records in a transaction and deletes them, instead of
-// moving some sensors' records and writing all the others back (which
-// rewrote the journal up to five times over with 5,000 sensors and made
-// those folds the agent's memory peak). Shard 0's keys are the plain 8-byte
+// The journal is split into shards by sensor once a gateway has more than
+// shardSensors sensors, and a fold moves one shard: a fold of 200,000
+// records over 5,000 sensors would move 40 readings a sensor, and the
+// bucket pages it rewrites would be amortised over a third as many
+// readings as at 1,000 sensors. Shard 0's keys are the plain 8-byte
 // sequences of schema 2; shard s > 0 puts the byte s in front. So shard 0
 // sorts first, each shard is in commit order, and a file written before
 // shards is shard 0. Sequences are unique across shards.
-const maxShards = 64
+const (
+	shardSensors = 1024
+	maxShards    = 64
+)
 
 // journalKey appends the key of sequence seq in shard s to dst.
 func journalKey(dst []byte, s byte, seq uint64) []byte {
@@ -177,16 +179,27 @@ func shardOf(sensor string, n int) byte {
 	return byte(h % uint32(n))
 }
 
-// forJournal calls fn for every record in the journal, shard by shard,
-// each in commit order (so a sensor's records in commit order).
+// forJournal calls fn for every record in the journal that is not folded
+// yet (foldMark), shard by shard, each in commit order (so a sensor's
+// records in commit order).
 func forJournal(tx *bolt.Tx, fn func(r jrec) error) error {
 	jb := tx.Bucket(bucketJournal)
 	if jb == nil {
 		return nil
 	}
+	mark, marked := readFoldMark(tx)
 	c := jb.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if err := forRecords(v, fn); err != nil {
+		each := fn
+		if marked && keyShard(k) == mark.shard && keySeq(k) <= mark.last {
+			each = func(r jrec) error {
+				if mark.folds(k, &r) {
+					return nil
+				}
+				return fn(r)
+			}
+		}
+		if err := forRecords(v, each); err != nil {
 			return fmt.Errorf("journal key %x: %w", k, err)
 		}
 	}
@@ -213,8 +226,8 @@ func (db *DB) putJournal(tx *bolt.Tx, rs []agent.Result) (int, error) {
 	w := &db.w
 	jb := tx.Bucket(bucketJournal)
 	jb.FillPercent = 1 // pure appends
-	// one shard per maxFoldSensors sensors seen; never fewer while running
-	w.shards = max(w.shards, min((len(w.sensors)+maxFoldSensors-1)/maxFoldSensors, maxShards))
+	// one shard per shardSensors sensors seen; never fewer while running
+	w.shards = max(w.shards, min((len(w.sensors)+shardSensors-1)/shardSensors, maxShards))
 	if len(w.jbufs) < w.shards {
 		w.jbufs = append(w.jbufs, make([][]byte, w.shards-len(w.jbufs))...)
 	}
@@ -280,7 +293,7 @@ func (db *DB) loadJournal() error {
 		}
 		// as many shards as the sensors known so far need (putJournal)
 		known := tx.Bucket(bucketSensors).Stats().KeyN
-		db.w.shards = max(1, min((known+maxFoldSensors-1)/maxFoldSensors, maxShards))
+		db.w.shards = max(1, min((known+shardSensors-1)/shardSensors, maxShards))
 		n := 0
 		err := forJournal(tx, func(jrec) error { n++; return nil })
 		db.w.jCount = n
@@ -300,15 +313,10 @@ func (db *DB) foldAt() int {
 	return min(max(128*len(db.w.counts), 20_000), foldMax)
 }
 
-// minFoldSensors is the fewest sensors a fold moves; maxFoldSensors the
-// most, which bounds the fold's memory (bbolt holds every dirty page and
-// node of a transaction in memory until it commits: ~12 KiB per sensor).
-const (
-	minFoldSensors = 16
-	maxFoldSensors = 1024
-)
+// minFoldSensors is the fewest sensors a fold part moves.
+const minFoldSensors = 16
 
-// foldSensors is the most sensors one fold moves: a fold rewrites about two
+// foldSensors is the most sensors one fold part moves: a part rewrites about two
 // pages (raw and rollup leaf) per sensor, plus branches, and those must fit
 // in the room under the byte budget: at most the fixed reserve (20% of
 // MaxBytes), at most half of what is not in use now.
@@ -359,40 +367,6 @@ func (db *DB) journalShards() []byte {
 	return out
 }
 
-// foldShard moves the oldest records of shard s (at most foldMax) into the
-// per-sensor raw and rollup buckets and deletes their journal keys, in one
-// transaction. A failure leaves the journal as it was; it returns false.
-func (db *DB) foldShard(s byte) bool {
-	w := &db.w
-	start := time.Now()
-	var moved, recs int
-	var partial bool
-	limit := db.foldSensors()
-	var err error
-	for attempt := 0; ; attempt++ {
-		err = db.bolt.Update(func(tx *bolt.Tx) error {
-			return db.foldTx(tx, s, limit, &moved, &recs, &partial)
-		})
-		if err == nil || !errors.Is(err, berrors.ErrMaxSizeReached) || attempt == maxSizeRetries || limit <= minFoldSensors {
-			break
-		}
-		// no room for this many sensors' pages: trim, then fold fewer
-		w.forget()
-		clear(w.roll)
-		db.m.sizeRetries.Inc()
-		db.log.Debug("storage journal fold at the size limit: retrying with fewer sensors", "sensors", limit)
-		limit = max(limit/2, minFoldSensors)
-		for range maxSizeTrimSteps / 4 {
-			if db.retentionStep(true) == 0 {
-				break
-			}
-		}
-	}
-	db.folded(err, start, moved, recs, partial)
-	db.releaseMapped(true) // a fold reads many sensors' pages
-	return err == nil
-}
-
 func (db *DB) setFolding(on bool) {
 	db.mu.Lock()
 	db.folding = on
@@ -402,88 +376,176 @@ func (db *DB) setFolding(on bool) {
 	}
 }
 
-// foldTx is one fold transaction: shard s, at most limit sensors.
-func (db *DB) foldTx(tx *bolt.Tx, s byte, limit int, moved, recs *int, partial *bool) error {
+// A shard's fold commits in parts of at most partSensors sensors each (in
+// name order), one transaction a part: bbolt holds a transaction's dirty
+// pages and nodes in memory until it commits (~12 KiB a sensor), and its
+// commit maps every touched sensor's pages (the kernel maps 16 cached pages
+// around each fault), so the fold's size in sensors is the agent's memory
+// peak. More, smaller journal shards bounded it too, but a small commit
+// then dirtied a leaf per shard: twice the bytes written per reading at
+// QoS 1. The journal keeps the fold's records until its last part; until
+// then the meta key "fold" (foldMark) says which of them are already in the
+// per-sensor buckets, and forJournal skips those, so every reader sees each
+// reading once, and a fold cut short by a crash resumes where it stopped.
+const partSensors = 256
+
+// foldMark is the state of a fold cut into parts: of shard's journal keys
+// up to sequence last, the records of sensors before from are folded.
+type foldMark struct {
+	shard byte
+	last  uint64
+	from  []byte
+}
+
+var keyFold = []byte("fold")
+
+func (m foldMark) encode() []byte {
+	b := append(make([]byte, 0, 9+len(m.from)), m.shard)
+	return append(binary.BigEndian.AppendUint64(b, m.last), m.from...)
+}
+
+// readFoldMark returns the fold mark of tx, if a fold is cut into parts.
+func readFoldMark(tx *bolt.Tx) (foldMark, bool) {
+	v := tx.Bucket(bucketMeta).Get(keyFold)
+	if len(v) < 9 {
+		return foldMark{}, false
+	}
+	return foldMark{shard: v[0], last: binary.BigEndian.Uint64(v[1:9]), from: v[9:]}, true
+}
+
+// folds reports whether the mark says r, under key k, is already folded.
+func (m *foldMark) folds(k []byte, r *jrec) bool {
+	return keyShard(k) == m.shard && keySeq(k) <= m.last && bytes.Compare(r.sensor, m.from) < 0
+}
+
+// foldSet is what one fold of a shard moves: the shard's first keys, their
+// records grouped by sensor in name order, copied out of the file (the
+// parts are separate transactions).
+type foldSet struct {
+	shard  byte
+	keys   int    // journal keys, the shard's first
+	last   uint64 // the sequence of the last of them
+	groups []sensorGroup
+}
+
+// foldShard moves the oldest records of shard s (at most foldMax) into the
+// per-sensor raw and rollup buckets, part after part, and deletes their
+// journal keys with the last part. A failed part leaves the journal and
+// the parts before it as they were (the mark says where to resume); it
+// returns false.
+func (db *DB) foldShard(s byte) bool {
+	start := time.Now()
+	var set foldSet
+	err := db.bolt.View(func(tx *bolt.Tx) (err error) {
+		set, err = db.gatherFold(tx, s)
+		return err
+	})
+	moved, recs := 0, 0
+	limit := min(db.foldSensors(), db.w.part)
+	for from := 0; err == nil && set.keys > 0; {
+		n := min(limit, len(set.groups)-from) // 0: only keys whose records an earlier part folded
+		var m, r int
+		err = db.bolt.Update(func(tx *bolt.Tx) (err error) {
+			m, r, err = db.foldPart(tx, &set, from, n)
+			return err
+		})
+		db.releaseMapped(true) // a part reads many sensors' pages
+		if errors.Is(err, berrors.ErrMaxSizeReached) && limit > minFoldSensors {
+			// no room for this many sensors' pages: trim, then fold fewer
+			db.w.forget()
+			db.m.sizeRetries.Inc()
+			db.log.Debug("storage journal fold at the size limit: retrying with fewer sensors", "sensors", n)
+			limit = max(n/2, minFoldSensors)
+			for range maxSizeTrimSteps / 4 {
+				if db.retentionStep(true) == 0 {
+					break
+				}
+			}
+			err = nil
+			continue
+		}
+		if err == nil {
+			moved, recs = moved+m, recs+r
+			db.m.commits.Inc()
+			if from += n; from == len(set.groups) {
+				break
+			}
+		}
+	}
+	db.folded(err, start, moved, recs)
+	return err == nil
+}
+
+// gatherFold reads the records of the fold of shard s: the rest of a fold
+// cut short if the mark says so, or else the shard's oldest records, at
+// most foldMax>>foldShrink of them (whole keys).
+func (db *DB) gatherFold(tx *bolt.Tx, s byte) (foldSet, error) {
 	w := &db.w
-	*moved, *recs, *partial = 0, 0, false
-	jb := tx.Bucket(bucketJournal)
-	jb.FillPercent = 1
+	set := foldSet{shard: s}
+	mark, resume := readFoldMark(tx)
+	resume = resume && mark.shard == s
 	most := max(foldMax>>w.foldShrink, 1)
 	journal := make([]jref, 0, min(w.jCount, most)+journalChunk/16) // journal order
-	c := jb.Cursor()
-	keys := 0
-	var firstSeq uint64
-	for k, v := seekShard(c, s); k != nil && keyShard(k) == s && len(journal) < most; k, v = c.Next() {
-		if keys == 0 {
-			firstSeq = keySeq(k)
+	c := tx.Bucket(bucketJournal).Cursor()
+	for k, v := seekShard(c, s); k != nil && keyShard(k) == s; k, v = c.Next() {
+		if resume && keySeq(k) > mark.last || !resume && len(journal) >= most {
+			break
 		}
-		err := forRecords(v, func(r jrec) error { journal = append(journal, r.ref()); return nil })
+		err := forRecords(v, func(r jrec) error {
+			if !resume || !mark.folds(k, &r) {
+				journal = append(journal, r.ref())
+			}
+			return nil
+		})
 		if err != nil {
-			return fmt.Errorf("journal key %x: %w", k, err)
+			return set, fmt.Errorf("journal key %x: %w", k, err)
 		}
-		keys++
+		set.keys++
+		set.last = keySeq(k)
 	}
 	// group by sensor, keeping journal order within a sensor: a counting
 	// sort by sensor (names sorted once each), not a comparison sort of
 	// every record, which was a third of the fold's CPU
 	groups, grp := groupBySensor(journal, w.groupOf)
-	var chosen map[string]struct{} // nil: every sensor
-	if limit = min(limit, maxFoldSensors); len(groups) > limit {
-		from, _ := slices.BinarySearchFunc(groups, w.foldFrom, func(g sensorGroup, name string) int {
-			return bytes.Compare(g.name, []byte(name))
-		})
-		groups = append(groups[from:], groups[:from]...)[:limit]
-		chosen = make(map[string]struct{}, limit)
-		for _, g := range groups {
-			chosen[string(g.name)] = struct{}{}
-		}
-		w.foldFrom = string(groups[len(groups)-1].name) + "\x00"
-	}
 	// Copy each record's time and value, group after group, into one
 	// buffer: the journal is read in order and each group is then read
 	// sequentially, instead of one random access per record into the mapped
 	// journal (0.2 µs a reading at 200k readings/s). The sensor ids stay
 	// behind, so the copy is about 60% of the journal.
-	total := 0
+	total, names := 0, 0
 	for _, g := range groups {
 		total += g.bytes
+		names += len(g.name)
 	}
 	recBuf := make([]byte, total)
+	nameBuf := make([]byte, 0, names)
 	at := make([]int, len(groups)) // group -> where its next record goes
-	var chosenAt []int32           // a partial fold: record -> index in groups, -1 if not folded
-	if chosen != nil {
-		byName := make(map[string]int32, len(groups))
-		for k, g := range groups {
-			byName[string(g.name)] = int32(k)
-		}
-		chosenAt = make([]int32, len(journal))
-		for i := range journal {
-			k, ok := byName[string(journal[i].sensor())]
-			chosenAt[i] = k
-			if !ok {
-				chosenAt[i] = -1
-			}
-		}
-	}
 	off := 0
 	for k := range groups {
+		g := &groups[k]
 		at[k] = off
-		groups[k].recs = recBuf[off : off+groups[k].bytes : off+groups[k].bytes]
-		off += groups[k].bytes
+		g.recs = recBuf[off : off+g.bytes : off+g.bytes]
+		off += g.bytes
+		nameBuf = append(nameBuf, g.name...)
+		g.name = nameBuf[len(nameBuf)-len(g.name) : len(nameBuf) : len(nameBuf)]
 	}
 	for i := range journal {
 		k := grp[i]
-		if chosenAt != nil {
-			if k = chosenAt[i]; k < 0 {
-				continue
-			}
-		}
 		at[k] += copy(recBuf[at[k]:], journal[i].tail())
 	}
+	set.groups = groups
+	return set, nil
+}
+
+// foldPart moves the records of set's groups [from, from+n) into their
+// sensors' raw and rollup buckets. The last part deletes the set's journal
+// keys and the mark; any other marks where the next part starts.
+func (db *DB) foldPart(tx *bolt.Tx, set *foldSet, from, n int) (moved, recs int, err error) {
+	w := &db.w
 	rb := tx.Bucket(bucketReadings)
 	clear(w.roll)
-	for _, g := range groups {
-		*recs += g.n
+	for _, g := range set.groups[from : from+n] {
+		recs += g.n
 		name := string(g.name)
 		var a *rollupAgg // the rollup of the minute of the last record
 		var aMinute uint64
@@ -491,7 +553,7 @@ func (db *DB) foldTx(tx *bolt.Tx, s byte, limit int, moved, recs *int, partial *
 		for p := g.recs; len(p) > 0; {
 			ts, val, rest, err := nextTimedValue(p)
 			if err != nil {
-				return fmt.Errorf("journal: sensor %q: %w", name, err)
+				return 0, 0, fmt.Errorf("journal: sensor %q: %w", name, err)
 			}
 			p = rest
 			if minute := ts - ts%uint64(time.Minute); a == nil || minute != aMinute {
@@ -513,51 +575,32 @@ func (db *DB) foldTx(tx *bolt.Tx, s byte, limit int, moved, recs *int, partial *
 		}
 		b, err := db.sensorBucket(rb, name)
 		if err != nil {
-			return err
+			return 0, 0, err
 		}
 		if err := appendReadings(b, &w.arena, rs); err != nil {
-			return fmt.Errorf("sensor %q: put readings: %w", name, err)
+			return 0, 0, fmt.Errorf("sensor %q: put readings: %w", name, err)
 		}
 		w.counts[name] += len(rs)
-		*moved += len(rs)
+		moved += len(rs)
 	}
 	if err := db.putRollups(tx); err != nil {
-		return err
+		return 0, 0, err
 	}
-	if err := deleteShardKeys(jb, s, keys); err != nil {
-		return fmt.Errorf("journal: delete folded: %w", err)
-	}
-	if chosen == nil {
-		return nil
-	}
-	*partial = true
-	// the records of the sensors not folded go back, in journal order,
-	// under the first keys just deleted: they fit, and they stay
-	// before every newer key
-	seq, buf := firstSeq, make([]byte, 0, 2*journalChunk)
-	put := func() error {
-		if err := db.putChunk(jb, s, seq, buf); err != nil {
-			return err
+	meta := tx.Bucket(bucketMeta)
+	if from+n < len(set.groups) {
+		mark := foldMark{set.shard, set.last, set.groups[from+n].name}
+		if err := meta.Put(keyFold, mark.encode()); err != nil {
+			return 0, 0, fmt.Errorf("meta: put fold mark: %w", err)
 		}
-		seq++
-		buf = buf[:0]
-		return nil
+		return moved, recs, nil
 	}
-	for i := range journal {
-		if _, ok := chosen[string(journal[i].sensor())]; ok {
-			continue
-		}
-		buf = append(buf, journal[i].rec...)
-		if len(buf) >= journalChunk {
-			if err := put(); err != nil {
-				return err
-			}
-		}
+	if err := deleteShardKeys(tx.Bucket(bucketJournal), set.shard, set.keys); err != nil {
+		return 0, 0, fmt.Errorf("journal: delete folded: %w", err)
 	}
-	if len(buf) > 0 {
-		return put()
+	if err := meta.Delete(keyFold); err != nil {
+		return 0, 0, fmt.Errorf("meta: delete fold mark: %w", err)
 	}
-	return nil
+	return moved, recs, nil
 }
 
 // deleteShardKeys deletes the first n keys of shard s.
@@ -578,10 +621,10 @@ func deleteShardKeys(jb *bolt.Bucket, s byte, n int) error {
 
 // sensorGroup is one sensor's records in a fold.
 type sensorGroup struct {
-	name  []byte
+	name  []byte // copied out of the journal (gatherFold)
 	n     int    // records
 	bytes int    // the size of their times and values
-	recs  []byte // their times and values in journal order (jref.tail), copied (foldTx)
+	recs  []byte // their times and values in journal order (jref.tail), copied (gatherFold)
 }
 
 // groupBySensor returns the fold's sensors in name order and, for every
@@ -619,9 +662,14 @@ func groupBySensor(journal []jref, groupOf map[string]int32) (groups []sensorGro
 	return sorted, grp
 }
 
-// folded records the end of a fold.
-func (db *DB) folded(err error, start time.Time, moved, recs int, partial bool) {
+// folded records the end of a fold that moved recs journal records (moved
+// raw readings) in the parts that committed.
+func (db *DB) folded(err error, start time.Time, moved, recs int) {
 	w := &db.w
+	if w.jCount -= recs; w.jCount <= 0 {
+		w.jCount, w.jFirst = 0, time.Time{}
+	}
+	db.m.journalReadings.Set(float64(w.jCount))
 	if err != nil {
 		w.forget()
 		clear(w.roll)
@@ -643,20 +691,15 @@ func (db *DB) folded(err error, start time.Time, moved, recs int, partial bool) 
 		}
 		return
 	}
-	w.jCount -= recs
-	if w.jCount <= 0 {
-		w.jCount, w.jFirst = 0, time.Time{}
-	} else if !partial {
+	if w.jCount > 0 {
 		w.jFirst = time.Now() // what is left is younger than this
-	} // else: a partial fold left older records; the next fold is due as well
+	}
 	w.nextFold = time.Time{}
 	w.foldShrink = max(w.foldShrink-1, 0)
 	db.readyErr.Store(nil)
-	db.m.commits.Inc()
 	db.m.folds.Inc()
 	db.m.commitDuration.Observe(time.Since(start).Seconds())
-	db.m.journalReadings.Set(float64(w.jCount))
 	db.countPages()
 	db.updateFileSize()
-	db.log.Debug("storage folded the journal", "readings", recs, "raw", moved, "partial", partial, "took", time.Since(start))
+	db.log.Debug("storage folded the journal", "readings", recs, "raw", moved, "took", time.Since(start))
 }

@@ -149,7 +149,7 @@ func binaryTs(k []byte) uint64 { return uint64(keyTime(k).UnixNano()) }
 func TestJournal_shards(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "edge.db")
 	t0 := time.Now().Truncate(time.Hour).Add(-time.Hour)
-	const sensors = 2*maxFoldSensors + 100 // three shards
+	const sensors = 2*shardSensors + 100 // three shards
 	write := func(db *DB, round int) {
 		t.Helper()
 		c := agent.NewCommit(sensors * 3)
@@ -168,7 +168,7 @@ func TestJournal_shards(t *testing.T) {
 	}
 	check := func(db *DB, want []float64, when string) {
 		t.Helper()
-		for _, s := range []int{0, 1, maxFoldSensors + 7, sensors - 1} {
+		for _, s := range []int{0, 1, shardSensors + 7, sensors - 1} {
 			if vals := readValues(t, db, fmt.Sprintf("s%04d", s), time.Time{}, time.Time{}, false); !slices.Equal(vals, want) {
 				t.Fatalf("%s: s%04d readings %v; want %v", when, s, vals, want)
 			}
@@ -212,9 +212,9 @@ func TestJournal_shards(t *testing.T) {
 	if err := db.Flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	// one transaction per shard: none wrote records back for a next one
+	// one fold per shard: none wrote records back for a next one
 	if n := testutil.ToFloat64(db.m.folds) - before; n != 3 {
-		t.Errorf("%v fold transactions; want 3, one per shard", n)
+		t.Errorf("%v folds; want 3, one per shard", n)
 	}
 	check(db, []float64{0, 1, 2, 10, 11, 12, 20, 21, 22}, "after the fold")
 	if n := countAll(db); n != 3*3*sensors {
@@ -223,6 +223,125 @@ func TestJournal_shards(t *testing.T) {
 	_ = db.bolt.View(func(tx *bolt.Tx) error {
 		if k, _ := tx.Bucket(bucketJournal).Cursor().First(); k != nil {
 			t.Errorf("journal key %x left after the fold", k)
+		}
+		return nil
+	})
+}
+
+// A fold of more sensors than a part moves commits part after part. If
+// the agent dies between two parts, the file holds some sensors' records
+// both in their buckets and in the journal: every reader sees each reading
+// once (the fold mark), and the next fold moves the rest, once.
+func TestFold_resumesBetweenParts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "edge.db")
+	t0 := time.Now().Truncate(time.Hour).Add(-time.Hour)
+	const sensors, per = 10, 20
+	name := func(s int) string { return fmt.Sprintf("p%d", s) }
+	model := map[string][]float64{} // by time; equal times in commit order
+	write := func(db *DB, round int) {
+		t.Helper()
+		c := agent.NewCommit(sensors * per)
+		var rs []agent.Result
+		for s := range sensors {
+			for i := range per {
+				// round 1 goes between round 0's readings (late), or at
+				// the same time as one (every other reading)
+				at := t0.Add(time.Duration(2*i+round*(i%2)) * time.Minute / 4)
+				v := float64(round*1000 + s*100 + i)
+				rs = append(rs, agent.Result{Reading: agent.Reading{Sensor: name(s), Value: v, Time: at, Commit: c}, Raw: v})
+			}
+		}
+		db.Write(rs, nil)
+		if err := c.Wait(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for s := range sensors { // the order write and the runs agree on
+		for i := range per {
+			model[name(s)] = append(model[name(s)], float64(s*100+i), float64(1000+s*100+i))
+		}
+	}
+	check := func(db *DB, when string) {
+		t.Helper()
+		for s := range sensors {
+			want := model[name(s)]
+			if vals := readValues(t, db, name(s), time.Time{}, time.Time{}, false); !slices.Equal(vals, want) {
+				t.Fatalf("%s: %s readings %v; want %v", when, name(s), vals, want)
+			}
+			rolls, err := db.Rollups(name(s), time.Time{}, time.Time{}, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, r := range rolls {
+				n += r.Count
+			}
+			if n != len(want) {
+				t.Fatalf("%s: %s rollups count %d readings; want %d", when, name(s), n, len(want))
+			}
+		}
+	}
+	opts := Options{FoldReadings: 1 << 30, FoldInterval: time.Hour}
+	db, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(db, 0)
+	if err := db.Flush(t.Context()); err != nil { // round 0 into runs
+		t.Fatal(err)
+	}
+	write(db, 1) // round 1 in the journal
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// what a crash after the first of four parts leaves: a writer of three
+	// sensors a part, stopped after one
+	bdb, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crashed := &DB{bolt: bdb}
+	crashed.w.init()
+	var set foldSet
+	err = bdb.View(func(tx *bolt.Tx) (err error) { set, err = crashed.gatherFold(tx, 0); return err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.groups) != sensors {
+		t.Fatalf("fold of %d sensors; want %d", len(set.groups), sensors)
+	}
+	err = bdb.Update(func(tx *bolt.Tx) error { _, _, err := crashed.foldPart(tx, &set, 0, 3); return err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bdb.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err = Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if n := testutil.ToFloat64(db.m.journalReadings); n != (sensors-3)*per {
+		t.Errorf("journal holds %v readings after reopening; want %d (three sensors folded)", n, (sensors-3)*per)
+	}
+	check(db, "between parts")
+	db.w.part = 3
+	if err := db.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	check(db, "after the fold")
+	if n := countAll(db); n != 2*sensors*per {
+		t.Fatalf("%d readings stored; want %d", n, 2*sensors*per)
+	}
+	_ = db.bolt.View(func(tx *bolt.Tx) error {
+		if k, _ := tx.Bucket(bucketJournal).Cursor().First(); k != nil {
+			t.Errorf("journal key %x left after the fold", k)
+		}
+		if _, ok := readFoldMark(tx); ok {
+			t.Error("fold mark left after the fold")
 		}
 		return nil
 	})

@@ -194,6 +194,9 @@ var migrations = [schemaVersion]func(tx *bolt.Tx) error{
 	// runs of readings (runs.go): single readings stay readable as they
 	// are; the version only keeps an older edgeagent from misreading runs
 	2: func(*bolt.Tx) error { return nil },
+	// folds in parts (journal.go, foldMark): nothing to change; the version
+	// keeps an older edgeagent from reading a fold's records twice
+	3: func(*bolt.Tx) error { return nil },
 }
 
 func setSchema(tx *bolt.Tx, v uint32) error {

@@ -676,9 +676,9 @@ func TestOpen_schema(t *testing.T) {
 		}
 		defer bdb.Close()
 		_ = bdb.View(func(tx *bolt.Tx) error {
-			// schema 2 added the journal bucket, 3 runs of readings
-			if v := tx.Bucket([]byte("meta")).Get([]byte("schema")); binary.BigEndian.Uint32(v) != 3 {
-				t.Errorf("schema after migration = %x; want 3", v)
+			// schema 2 added the journal bucket, 3 runs of readings, 4 folds in parts
+			if v := tx.Bucket([]byte("meta")).Get([]byte("schema")); binary.BigEndian.Uint32(v) != 4 {
+				t.Errorf("schema after migration = %x; want 4", v)
 			}
 			return nil
 		})

@@ -70,8 +70,8 @@ type writerState struct {
 	jCount     int       // records in the journal
 	jFirst     time.Time // when the oldest unfolded commit was made (wall clock)
 	nextFold   time.Time // a failed fold is retried after this
-	foldFrom   string    // a partial fold resumes at this sensor name
 	foldShrink int       // folds move at most foldMax>>foldShrink records (failed folds raise it)
+	part       int       // sensors a fold part moves at most (partSensors; tests lower it)
 	arena      arena
 	roll       map[rollKey]*rollupAgg
 	groupOf    map[string]int32 // fold scratch: sensor -> group
@@ -89,6 +89,7 @@ type rollKey struct {
 
 func (w *writerState) init() {
 	w.shards = 1
+	w.part = partSensors
 	w.counts = map[string]int{}
 	w.sensors = map[string]sensorMeta{}
 	w.roll = map[rollKey]*rollupAgg{}
