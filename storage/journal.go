@@ -48,20 +48,10 @@ type jrec struct {
 	val    []byte // encodeReading form, mask possibly with maskSuppressed
 }
 
-// jref is a jrec in a third of the memory, for the fold's list of up to
-// foldMax records.
-type jref struct {
-	rec []byte
-	so  uint8  // offset of the sensor id in rec
-	sl  uint16 // its length
-}
-
-func (j *jref) sensor() []byte { return j.rec[j.so : int(j.so)+int(j.sl)] }
-
 // tail is the record's 8-byte time and value.
-func (j *jref) tail() []byte { return j.rec[int(j.so)+int(j.sl):] }
+func (r *jrec) tail() []byte { return r.rec[len(r.rec)-len(r.val)-8:] }
 
-// nextTimedValue splits the first time and value (a jref.tail) off p.
+// nextTimedValue splits the first time and value (a jrec.tail) off p.
 func nextTimedValue(p []byte) (ts uint64, val, rest []byte, err error) {
 	if len(p) < 8+11 {
 		return 0, nil, nil, errCorrupt
@@ -71,10 +61,6 @@ func nextTimedValue(p []byte) (ts uint64, val, rest []byte, err error) {
 		return 0, nil, nil, err
 	}
 	return binary.BigEndian.Uint64(p), p[8 : 8+n], p[8+n:], nil
-}
-
-func (r *jrec) ref() jref {
-	return jref{rec: r.rec, so: uint8(len(r.rec) - len(r.val) - 8 - len(r.sensor)), sl: uint16(len(r.sensor))}
 }
 
 func (r *jrec) suppressed() bool { return r.val[0]&maskSuppressed != 0 }
@@ -478,40 +464,65 @@ func (db *DB) foldShard(s byte) bool {
 
 // gatherFold reads the records of the fold of shard s: the rest of a fold
 // cut short if the mark says so, or else the shard's oldest records, at
-// most foldMax>>foldShrink of them (whole keys).
+// most foldMax>>foldShrink of them (whole keys). It walks them twice, to
+// group them by sensor and then to copy them, instead of keeping a
+// reference per record (6 MB at 200,000 records, live through the fold).
 func (db *DB) gatherFold(tx *bolt.Tx, s byte) (foldSet, error) {
 	w := &db.w
 	set := foldSet{shard: s}
 	mark, resume := readFoldMark(tx)
 	resume = resume && mark.shard == s
 	most := max(foldMax>>w.foldShrink, 1)
-	journal := make([]jref, 0, min(w.jCount, most)+journalChunk/16) // journal order
-	c := tx.Bucket(bucketJournal).Cursor()
-	for k, v := seekShard(c, s); k != nil && keyShard(k) == s; k, v = c.Next() {
-		if resume && keySeq(k) > mark.last || !resume && len(journal) >= most {
-			break
-		}
-		err := forRecords(v, func(r jrec) error {
-			if !resume || !mark.folds(k, &r) {
-				journal = append(journal, r.ref())
+	// walk calls fn for each record of the fold, in journal order
+	walk := func(fn func(r jrec)) error {
+		c, n, keys := tx.Bucket(bucketJournal).Cursor(), 0, 0
+		for k, v := seekShard(c, s); k != nil && keyShard(k) == s; k, v = c.Next() {
+			if set.keys > 0 && keys == set.keys || set.keys == 0 && (resume && keySeq(k) > mark.last || !resume && n >= most) {
+				break
 			}
-			return nil
-		})
-		if err != nil {
-			return set, fmt.Errorf("journal key %x: %w", k, err)
+			err := forRecords(v, func(r jrec) error {
+				if !resume || !mark.folds(k, &r) {
+					fn(r)
+					n++
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("journal key %x: %w", k, err)
+			}
+			keys++
+			set.last = keySeq(k)
 		}
-		set.keys++
-		set.last = keySeq(k)
+		set.keys = keys
+		return nil
 	}
 	// group by sensor, keeping journal order within a sensor: a counting
 	// sort by sensor (names sorted once each), not a comparison sort of
 	// every record, which was a third of the fold's CPU
-	groups, grp := groupBySensor(journal, w.groupOf)
+	var groups []sensorGroup
+	grp := make([]int32, 0, min(w.jCount, most)+journalChunk/16) // record -> group
+	defer clear(w.groupOf)
+	err := walk(func(r jrec) {
+		g, ok := w.groupOf[string(r.sensor)]
+		if !ok {
+			g = int32(len(groups))
+			w.groupOf[string(r.sensor)] = g
+			groups = append(groups, sensorGroup{name: r.sensor})
+		}
+		grp = append(grp, g)
+		groups[g].n++
+		groups[g].bytes += len(r.tail())
+	})
+	if err != nil {
+		return set, err
+	}
+	groups = sortGroups(groups, grp)
 	// Copy each record's time and value, group after group, into one
-	// buffer: the journal is read in order and each group is then read
-	// sequentially, instead of one random access per record into the mapped
-	// journal (0.2 µs a reading at 200k readings/s). The sensor ids stay
-	// behind, so the copy is about 60% of the journal.
+	// buffer: the parts then read each group sequentially, instead of one
+	// random access per record into the mapped journal (0.2 µs a reading
+	// at 200k readings/s). The sensor ids stay behind, so the copy is about
+	// 60% of the journal. The names are copied: the parts are transactions
+	// of their own.
 	total, names := 0, 0
 	for _, g := range groups {
 		total += g.bytes
@@ -529,12 +540,14 @@ func (db *DB) gatherFold(tx *bolt.Tx, s byte) (foldSet, error) {
 		nameBuf = append(nameBuf, g.name...)
 		g.name = nameBuf[len(nameBuf)-len(g.name) : len(nameBuf) : len(nameBuf)]
 	}
-	for i := range journal {
+	i := 0
+	err = walk(func(r jrec) {
 		k := grp[i]
-		at[k] += copy(recBuf[at[k]:], journal[i].tail())
-	}
+		at[k] += copy(recBuf[at[k]:], r.tail())
+		i++
+	})
 	set.groups = groups
-	return set, nil
+	return set, err
 }
 
 // foldPart moves the records of set's groups [from, from+n) into their
@@ -624,27 +637,12 @@ type sensorGroup struct {
 	name  []byte // copied out of the journal (gatherFold)
 	n     int    // records
 	bytes int    // the size of their times and values
-	recs  []byte // their times and values in journal order (jref.tail), copied (gatherFold)
+	recs  []byte // their times and values in journal order (jrec.tail), copied (gatherFold)
 }
 
-// groupBySensor returns the fold's sensors in name order and, for every
-// journal record, the index of its sensor's group. groupOf is scratch
-// space, emptied on return.
-func groupBySensor(journal []jref, groupOf map[string]int32) (groups []sensorGroup, grp []int32) {
-	defer clear(groupOf)
-	grp = make([]int32, len(journal)) // first in first-seen order, then by name
-	for i := range journal {
-		s := journal[i].sensor()
-		g, ok := groupOf[string(s)]
-		if !ok {
-			g = int32(len(groups))
-			groupOf[string(s)] = g
-			groups = append(groups, sensorGroup{name: s})
-		}
-		grp[i] = g
-		groups[g].n++
-		groups[g].bytes += len(journal[i].tail())
-	}
+// sortGroups returns groups in name order and renumbers grp (record ->
+// group) to match.
+func sortGroups(groups []sensorGroup, grp []int32) []sensorGroup {
 	order := make([]int32, len(groups))
 	for i := range order {
 		order[i] = int32(i)
@@ -659,7 +657,7 @@ func groupBySensor(journal []jref, groupOf map[string]int32) (groups []sensorGro
 	for i, g := range grp {
 		grp[i] = rank[g]
 	}
-	return sorted, grp
+	return sorted
 }
 
 // folded records the end of a fold that moved recs journal records (moved
