@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -113,6 +114,49 @@ func TestPipeline_Submit_rejectsSensorsBeyondCap(t *testing.T) {
 	// A known sensor still gets through.
 	if err := p.Submit(context.Background(), agent.Reading{Sensor: "1"}); err != nil {
 		t.Errorf("known sensor: %v", err)
+	}
+}
+
+// Publishers racing with new sensors while the set of known ids grows (it
+// is copied at 512, 1024, 2048 ... ids): exactly MaxSensors are admitted,
+// and every admitted sensor stays admitted.
+func TestPipeline_Submit_capHoldsWhileNewSensorsRace(t *testing.T) {
+	const maxSensors, publishers, each = 5000, 8, 2000
+	p := agent.NewPipeline(agent.PipelineOptions{Shards: 2, MaxSensors: maxSensors})
+	p.Start()
+	defer p.Close(context.Background())
+	admitted := make([]map[string]bool, publishers)
+	var wg sync.WaitGroup
+	for g := range publishers {
+		admitted[g] = map[string]bool{}
+		wg.Go(func() {
+			for i := range each { // overlapping ranges: 9,000 ids in all
+				id := fmt.Sprint("s", g*1000+i)
+				err := p.Submit(context.Background(), agent.Reading{Sensor: id})
+				switch {
+				case err == nil:
+					admitted[g][id] = true
+				case !errors.Is(err, agent.ErrTooManySensors):
+					t.Errorf("Submit(%s) = %v", id, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	all := map[string]bool{}
+	for _, m := range admitted {
+		maps.Copy(all, m)
+	}
+	if len(all) != maxSensors {
+		t.Fatalf("%d sensors admitted; want exactly %d", len(all), maxSensors)
+	}
+	for i := range (publishers + 1) * 1000 {
+		id := fmt.Sprint("s", i)
+		err := p.Submit(context.Background(), agent.Reading{Sensor: id})
+		if all[id] && err != nil || !all[id] && !errors.Is(err, agent.ErrTooManySensors) {
+			t.Fatalf("again: Submit(%s) = %v; admitted before: %v", id, err, all[id])
+		}
 	}
 }
 
