@@ -177,9 +177,9 @@ func forJournal(tx *bolt.Tx, fn func(r jrec) error) error {
 	c := jb.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		each := fn
-		if marked && keyShard(k) == mark.shard && keySeq(k) <= mark.last {
+		if marked && mark.covers(k) {
 			each = func(r jrec) error {
-				if mark.folds(k, &r) {
+				if mark.moved(r.sensor) {
 					return nil
 				}
 				return fn(r)
@@ -399,10 +399,12 @@ func readFoldMark(tx *bolt.Tx) (foldMark, bool) {
 	return foldMark{shard: v[0], last: binary.BigEndian.Uint64(v[1:9]), from: v[9:]}, true
 }
 
-// folds reports whether the mark says r, under key k, is already folded.
-func (m *foldMark) folds(k []byte, r *jrec) bool {
-	return keyShard(k) == m.shard && keySeq(k) <= m.last && bytes.Compare(r.sensor, m.from) < 0
-}
+// covers reports whether journal key k is one of the marked fold's.
+func (m *foldMark) covers(k []byte) bool { return keyShard(k) == m.shard && keySeq(k) <= m.last }
+
+// moved reports whether, in the keys it covers, sensor's records are
+// already in their buckets.
+func (m *foldMark) moved(sensor []byte) bool { return bytes.Compare(sensor, m.from) < 0 }
 
 // foldSet is what one fold of a shard moves: the shard's first keys, their
 // records grouped by sensor in name order, copied out of the file (the
@@ -473,28 +475,34 @@ func (db *DB) gatherFold(tx *bolt.Tx, s byte) (foldSet, error) {
 	mark, resume := readFoldMark(tx)
 	resume = resume && mark.shard == s
 	most := max(foldMax>>w.foldShrink, 1)
-	// walk calls fn for each record of the fold, in journal order
-	walk := func(fn func(r jrec)) error {
-		c, n, keys := tx.Bucket(bucketJournal).Cursor(), 0, 0
-		for k, v := seekShard(c, s); k != nil && keyShard(k) == s; k, v = c.Next() {
-			if set.keys > 0 && keys == set.keys || set.keys == 0 && (resume && keySeq(k) > mark.last || !resume && n >= most) {
-				break
-			}
+	// walk calls fn for each record of the shard's first keys, in journal
+	// order, while more(k, records so far, keys so far) holds for the next
+	// key; it returns the number of keys it walked and the last one's
+	// sequence
+	walk := func(more func(k []byte, recs, keys int) bool, fn func(r jrec)) (keys int, last uint64, err error) {
+		c, recs := tx.Bucket(bucketJournal).Cursor(), 0
+		for k, v := seekShard(c, s); k != nil && keyShard(k) == s && more(k, recs, keys); k, v = c.Next() {
 			err := forRecords(v, func(r jrec) error {
-				if !resume || !mark.folds(k, &r) {
+				if !resume || !mark.moved(r.sensor) {
 					fn(r)
-					n++
+					recs++
 				}
 				return nil
 			})
 			if err != nil {
-				return fmt.Errorf("journal key %x: %w", k, err)
+				return keys, last, fmt.Errorf("journal key %x: %w", k, err)
 			}
-			keys++
-			set.last = keySeq(k)
+			keys, last = keys+1, keySeq(k)
 		}
-		set.keys = keys
-		return nil
+		return keys, last, nil
+	}
+	// the rest of a fold cut short: the keys the mark covers; else whole
+	// keys up to most records
+	first := func(k []byte, recs, _ int) bool {
+		if resume {
+			return mark.covers(k)
+		}
+		return recs < most
 	}
 	// group by sensor, keeping journal order within a sensor: a counting
 	// sort by sensor (names sorted once each), not a comparison sort of
@@ -502,7 +510,7 @@ func (db *DB) gatherFold(tx *bolt.Tx, s byte) (foldSet, error) {
 	var groups []sensorGroup
 	grp := make([]int32, 0, min(w.jCount, most)+journalChunk/16) // record -> group
 	defer clear(w.groupOf)
-	err := walk(func(r jrec) {
+	keys, last, err := walk(first, func(r jrec) {
 		g, ok := w.groupOf[string(r.sensor)]
 		if !ok {
 			g = int32(len(groups))
@@ -516,6 +524,7 @@ func (db *DB) gatherFold(tx *bolt.Tx, s byte) (foldSet, error) {
 	if err != nil {
 		return set, err
 	}
+	set.keys, set.last = keys, last
 	groups = sortGroups(groups, grp)
 	// Copy each record's time and value, group after group, into one
 	// buffer: the parts then read each group sequentially, instead of one
@@ -541,7 +550,8 @@ func (db *DB) gatherFold(tx *bolt.Tx, s byte) (foldSet, error) {
 		g.name = nameBuf[len(nameBuf)-len(g.name) : len(nameBuf) : len(nameBuf)]
 	}
 	i := 0
-	err = walk(func(r jrec) {
+	same := func(_ []byte, _, keys int) bool { return keys < set.keys }
+	_, _, err = walk(same, func(r jrec) {
 		k := grp[i]
 		at[k] += copy(recBuf[at[k]:], r.tail())
 		i++
