@@ -297,12 +297,8 @@ func TestFold_resumesBetweenParts(t *testing.T) {
 
 	// what a crash after the first of four parts leaves: a writer of three
 	// sensors a part, stopped after one
-	bdb, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	crashed := &DB{bolt: bdb}
-	crashed.w.init()
+	crashed := openWithoutWriter(t, path)
+	bdb := crashed.bolt
 	var set foldSet
 	err = bdb.View(func(tx *bolt.Tx) (err error) { set, err = crashed.gatherFold(tx, 0); return err })
 	if err != nil {
@@ -345,6 +341,20 @@ func TestFold_resumesBetweenParts(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// openWithoutWriter opens the closed file at path with bbolt alone, in a DB
+// that has writer state but no writer goroutine, so that a test may call
+// the writer's methods (they own db.w) itself.
+func openWithoutWriter(t *testing.T, path string) *DB {
+	t.Helper()
+	bdb, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := &DB{bolt: bdb}
+	db.w.init()
+	return db
 }
 
 // readValues returns the values of sensor's readings in [from, to).

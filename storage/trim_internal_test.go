@@ -38,12 +38,8 @@ func TestTrimRaw_passAfterABucketWasEmptied(t *testing.T) {
 		t.Fatal(err)
 	}
 	// trimRaw on the file, without a writer goroutine (it owns db.w)
-	bdb, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tdb := &DB{bolt: bdb}
-	tdb.w.init()
+	tdb := openWithoutWriter(t, path)
+	bdb := tdb.bolt
 	done := make(chan error, 1)
 	go func() {
 		done <- bdb.Update(func(tx *bolt.Tx) error {
