@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -381,4 +382,49 @@ func BenchmarkRetention(b *testing.B) {
 		b.Fatal("retention deleted nothing")
 	}
 	b.ReportMetric(float64(deleted)/float64(b.N), "deleted/op")
+}
+
+// BenchmarkFold: one fold of 200,000 journal records over 1000 sensors
+// (foldMax; the journal at max rate), parts of partSensors. Writing the
+// journal is not timed. B/op is what the fold allocates (its record copies
+// are most of it, and live while it runs).
+func BenchmarkFold(b *testing.B) {
+	const sensors, records, per = 1000, foldMax, 1000
+	names := make([]string, sensors)
+	for i := range names {
+		names[i] = "sensor-" + strconv.Itoa(i)
+	}
+	base := time.Now().Add(-time.Hour)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		db, err := Open(filepath.Join(b.TempDir(), "edge.db"), Options{FoldReadings: 1 << 30, FoldInterval: time.Hour})
+		if err != nil {
+			b.Fatal(err)
+		}
+		rs := make([]agent.Result, per)
+		var c *agent.Commit
+		for w := 0; w < records/per; w++ {
+			c = agent.NewCommit(per)
+			for j := range rs {
+				n := w*per + j
+				rs[j] = benchResult(names[n%sensors], base.Add(time.Duration(n)*time.Millisecond), float64(n))
+				rs[j].Commit = c
+			}
+			db.Write(rs, nil)
+		}
+		if err := c.Wait(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		b.StartTimer()
+		if err := db.Flush(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if n := db.w.jCount; n != 0 {
+			b.Fatalf("journal holds %d records after the fold", n)
+		}
+		db.Close()
+	}
 }

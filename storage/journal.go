@@ -414,6 +414,7 @@ type foldSet struct {
 	keys   int    // journal keys, the shard's first
 	last   uint64 // the sequence of the last of them
 	groups []sensorGroup
+	free   func() // frees the groups' record copies (offHeap)
 }
 
 // foldShard moves the oldest records of shard s (at most foldMax) into the
@@ -428,6 +429,9 @@ func (db *DB) foldShard(s byte) bool {
 		set, err = db.gatherFold(tx, s)
 		return err
 	})
+	if set.free != nil {
+		defer set.free()
+	}
 	moved, recs := 0, 0
 	limit := min(db.foldSensors(), db.w.part)
 	for from := 0; err == nil && set.keys > 0; {
@@ -531,13 +535,16 @@ func (db *DB) gatherFold(tx *bolt.Tx, s byte) (foldSet, error) {
 	// random access per record into the mapped journal (0.2 µs a reading
 	// at 200k readings/s). The sensor ids stay behind, so the copy is about
 	// 60% of the journal. The names are copied: the parts are transactions
-	// of their own.
+	// of their own. The copies are the biggest thing live during a fold
+	// (4.7 MB at 128,000 records) and hold no pointers, so they live
+	// outside the Go heap, where they count once, not twice (offHeap).
 	total, names := 0, 0
 	for _, g := range groups {
 		total += g.bytes
 		names += len(g.name)
 	}
-	recBuf := make([]byte, total)
+	recBuf, free := offHeap(total)
+	set.free = free
 	nameBuf := make([]byte, 0, names)
 	at := make([]int, len(groups)) // group -> where its next record goes
 	off := 0

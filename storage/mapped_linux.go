@@ -35,3 +35,19 @@ func (db *DB) releaseMapped(force bool) {
 		db.log.Debug("storage: madvise on the file mapping failed", "err", errno)
 	}
 }
+
+// offHeap returns n zeroed bytes outside the Go heap (an anonymous
+// mapping, populated at once) and the function that unmaps them; nothing
+// may use the bytes after it. Go's collector lets the heap grow to twice
+// what is live, so a big transient buffer in the heap costs twice its size
+// in RSS; out here it costs its size. It must hold no Go pointers.
+func offHeap(n int) (b []byte, free func()) {
+	if n == 0 {
+		return nil, func() {}
+	}
+	b, err := syscall.Mmap(-1, 0, n, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANONYMOUS|syscall.MAP_POPULATE)
+	if err != nil {
+		return make([]byte, n), func() {}
+	}
+	return b, func() { _ = syscall.Munmap(b) }
+}
