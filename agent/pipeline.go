@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -566,7 +567,9 @@ func (s *shard) emit(results []Result) {
 
 func (s *shard) snapshot(states map[string][]byte) {
 	if snap, ok := s.stage.(Snapshotter); ok {
-		snap.Snapshot(func(sensor string, state []byte) { states[sensor] = state })
+		// a copy: the state bytes are valid only during the call (the
+		// engine encodes every sensor into one buffer)
+		snap.Snapshot(func(sensor string, state []byte) { states[sensor] = bytes.Clone(state) })
 	}
 }
 

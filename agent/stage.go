@@ -17,7 +17,8 @@ type Stage interface {
 
 // Snapshotter is implemented by a Stage whose state survives restarts.
 type Snapshotter interface {
-	// Snapshot calls save with the encoded state of each sensor.
+	// Snapshot calls save with the encoded state of each sensor. The state
+	// is valid only during the call: save must copy what it keeps.
 	Snapshot(save func(sensor string, state []byte))
 	// Restore loads a sensor's state written by Snapshot.
 	Restore(sensor string, state []byte) error
