@@ -597,6 +597,7 @@ func (db *DB) foldPart(tx *bolt.Tx, set *foldSet, from, n int) (moved, recs int,
 			a.add(readF64(val[3:11]), ts)
 			if val[0]&maskSuppressed == 0 {
 				rs = append(rs, runReading{ts, val})
+				w.rawFloor = min(w.rawFloor, ts)
 			}
 		}
 		w.runs = rs[:0]

@@ -515,6 +515,44 @@ func TestDB_retentionByTime(t *testing.T) {
 	}
 }
 
+// TestDB_retentionLateReadings: retention skips its pass over the sensors
+// while the oldest reading kept (the floor) is newer than the cut; a late
+// reading folded in below the floor must lower it, or the reading (and its
+// rollup) would be kept past retention for good.
+func TestDB_retentionLateReadings(t *testing.T) {
+	now := t0.Add(3 * time.Hour)
+	clock := func() time.Time { return now }
+	db := mustOpen(t, "", storage.Options{RawRetention: time.Hour, RollupRetention: 2 * time.Hour, MaxRawPerSensor: -1, Now: clock})
+	var rs []agent.Result
+	for i := range 30 { // within both retentions
+		ts := now.Add(-time.Duration(i+1) * time.Minute)
+		rs = append(rs, res("a", ts, float64(i)), res("b", ts, float64(i)))
+	}
+	db.Write(rs, nil)
+	flush(t, db)
+	// the first commit ran a pass; let an idle one (every second) see
+	// the folded readings too
+	time.Sleep(1500 * time.Millisecond)
+	late := now.Add(-150 * time.Minute) // past both retentions
+	db.Write([]agent.Result{res("a", late, -1)}, nil)
+	flush(t, db)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a, _ := db.Readings("a", time.Time{}, now.Add(-time.Hour), 0, false)
+		ro, _ := db.Rollups("a", time.Time{}, now.Add(-2*time.Hour), 0)
+		if len(a) == 0 && len(ro) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the late reading is still kept after 10 s: raw %v, rollups %d", values(a), len(ro))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if a, _ := db.Readings("a", time.Time{}, time.Time{}, 0, false); len(a) != 30 {
+		t.Fatalf("sensor a keeps %d readings; want the 30 within retention", len(a))
+	}
+}
+
 // TestDB_retentionFlatFile writes several times the byte budget: the file
 // stops growing once free pages are reused, and alerts are never trimmed.
 func TestDB_retentionFlatFile(t *testing.T) {

@@ -59,6 +59,8 @@ type writerState struct {
 	failing    bool
 	nextRet    time.Time // when the next retention pass is due (wall clock)
 	behind     bool      // the last retention pass hit its chunk limit
+	rawFloor   uint64    // no raw reading is older (ns); 0: unknown, a retention pass finds out
+	rollFloor  uint64    // no rollup is older (minute, ns); 0: unknown
 	pageByte   int64     // bbolt TxStats.PageAlloc after the last commit
 	inUse      int64     // bytes of pages in use after the last commit
 	maxDirty   int64     // decaying maximum of the bytes one commit allocated
@@ -101,6 +103,7 @@ func (w *writerState) init() {
 func (w *writerState) forget() {
 	clear(w.counts)
 	clear(w.sensors)
+	w.rawFloor, w.rollFloor = 0, 0
 }
 
 func (db *DB) kickWriter() {
@@ -592,6 +595,7 @@ func (db *DB) putRollups(tx *bolt.Tx) error {
 		}
 		b.FillPercent = fillPercent
 		key := binary.BigEndian.AppendUint64(make([]byte, 0, 8), k.minute)
+		db.w.rollFloor = min(db.w.rollFloor, k.minute)
 		agg := *a
 		if v := b.Get(key); v != nil {
 			old, err := decodeRollup(v)
