@@ -430,7 +430,13 @@ func (db *DB) foldShard(s byte) bool {
 		return err
 	})
 	if set.free != nil {
-		defer set.free()
+		defer func() {
+			// nothing the collector scans may point into the copies once
+			// they are unmapped (the heap may map that range next): the
+			// runs scratch does
+			clear(db.w.runs[:cap(db.w.runs)])
+			set.free()
+		}()
 	}
 	moved, recs := 0, 0
 	limit := min(db.foldSensors(), db.w.part)
