@@ -130,11 +130,7 @@ func appendBench(b *testing.B, sensors, producers, per int, wait bool) {
 				if wait {
 					c = agent.NewCommit(per)
 				}
-				for j := range rs {
-					n := i*per + j
-					rs[j] = benchResult(names[n%sensors], base.Add(time.Duration(n)*time.Microsecond), float64(n))
-					rs[j].Commit = c
-				}
+				benchBatch(rs, names, base, i*per, time.Microsecond, c)
 				db.Write(rs, nil)
 				if wait {
 					if err := c.Wait(context.Background()); err != nil {
@@ -162,6 +158,16 @@ func appendBench(b *testing.B, sensors, producers, per int, wait bool) {
 	b.ReportMetric(float64(st.TxStats.GetPageAlloc()-page0)/n, "page-B/reading")
 	if io0 >= 0 {
 		b.ReportMetric(float64(procWriteBytes(b)-io0)/n, "io-B/reading")
+	}
+}
+
+// benchBatch fills rs with the readings first, first+1, ... of names in
+// turn, step apart from base, each completing commit c (nil: none).
+func benchBatch(rs []agent.Result, names []string, base time.Time, first int, step time.Duration, c *agent.Commit) {
+	for j := range rs {
+		n := first + j
+		rs[j] = benchResult(names[n%len(names)], base.Add(time.Duration(n)*step), float64(n))
+		rs[j].Commit = c
 	}
 }
 
@@ -406,11 +412,7 @@ func BenchmarkFold(b *testing.B) {
 		var c *agent.Commit
 		for w := 0; w < records/per; w++ {
 			c = agent.NewCommit(per)
-			for j := range rs {
-				n := w*per + j
-				rs[j] = benchResult(names[n%sensors], base.Add(time.Duration(n)*time.Millisecond), float64(n))
-				rs[j].Commit = c
-			}
+			benchBatch(rs, names, base, w*per, time.Millisecond, c)
 			db.Write(rs, nil)
 		}
 		if err := c.Wait(context.Background()); err != nil {
