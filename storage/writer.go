@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -201,18 +202,13 @@ func (db *DB) Flush(ctx context.Context) error {
 // SaveState stores detector/filter snapshots (sensor -> bytes) in the next
 // commit and returns once they are durable. Sensors not in states keep theirs.
 func (db *DB) SaveState(states map[string][]byte) error {
-	cp := make(map[string][]byte, len(states))
-	for k, v := range states {
-		cp[k] = bytes.Clone(v)
-	}
+	// The commit reads the states' bytes while this call waits for it, so
+	// they are not copied; the map is, as one batch merges several callers'.
 	return db.submit(context.Background(), func(b *batch) {
 		if b.states == nil {
-			b.states = cp
-			return
+			b.states = make(map[string][]byte, len(states))
 		}
-		for k, v := range cp {
-			b.states[k] = v
-		}
+		maps.Copy(b.states, states)
 	})
 }
 
