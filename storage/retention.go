@@ -99,7 +99,7 @@ func (db *DB) retain(tx *bolt.Tx, ob *outboxDelta, force bool) (retentionResult,
 		}
 		return nil
 	})
-	rollDue := db.w.rollFloor == 0 || binary.BigEndian.Uint64(rollCut) > db.w.rollFloor
+	rollDue := floorDue(db.w.rollFloor, binary.BigEndian.Uint64(rollCut))
 	rollFloor := uint64(math.MaxUint64) // the oldest rollup kept
 	for _, s := range rsensors {
 		if budget == 0 || !rollDue {
@@ -168,12 +168,11 @@ func (db *DB) retain(tx *bolt.Tx, ob *outboxDelta, force bool) (retentionResult,
 // rawDue reports whether raw retention may have readings to delete: one
 // older than cut, or a sensor over MaxRawPerSensor.
 func (db *DB) rawDue(cut uint64) bool {
-	w := &db.w
-	if w.rawFloor == 0 || cut > w.rawFloor {
+	if floorDue(db.w.rawFloor, cut) {
 		return true
 	}
 	if most := db.opts.MaxRawPerSensor; most > 0 {
-		for _, n := range w.counts {
+		for _, n := range db.w.counts {
 			if n > most {
 				return true
 			}
@@ -181,6 +180,10 @@ func (db *DB) rawDue(cut uint64) bool {
 	}
 	return false
 }
+
+// floorDue reports whether anything may be older than cut, given the
+// floor (nothing stored is older; 0: unknown).
+func floorDue(floor, cut uint64) bool { return floor == 0 || cut > floor }
 
 // floorAfter is the floor a pass over every sensor leaves: the oldest
 // entry it kept, or unknown (0) if it ran out of budget, since it may have
