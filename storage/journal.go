@@ -324,7 +324,7 @@ func (db *DB) foldDue(now time.Time) bool {
 	return w.jCount >= db.foldAt() || now.Sub(w.jFirst) >= db.opts.FoldInterval
 }
 
-// fold folds every shard of the journal, one transaction each.
+// fold folds every shard of the journal, each in transactions of its own.
 func (db *DB) fold() {
 	db.setFolding(true)
 	defer db.setFolding(false)
@@ -335,7 +335,10 @@ func (db *DB) fold() {
 	}
 }
 
-// journalShards lists the shards that hold records.
+// journalShards lists the shards that hold records, the shard of a fold cut
+// short (its mark) first: the last part of any other shard's fold would
+// replace or delete that mark, and readers would see the marked shard's
+// moved records twice.
 func (db *DB) journalShards() []byte {
 	var out []byte
 	_ = db.bolt.View(func(tx *bolt.Tx) error {
@@ -347,6 +350,11 @@ func (db *DB) journalShards() []byte {
 				break
 			}
 			k, _ = c.Seek([]byte{s + 1})
+		}
+		if mark, ok := readFoldMark(tx); ok {
+			if i := slices.Index(out, mark.shard); i > 0 {
+				out = slices.Insert(slices.Delete(out, i, i+1), 0, mark.shard)
+			}
 		}
 		return nil
 	})
@@ -369,11 +377,26 @@ func (db *DB) setFolding(on bool) {
 // around each fault), so the fold's size in sensors is the agent's memory
 // peak. More, smaller journal shards bounded it too, but a small commit
 // then dirtied a leaf per shard: twice the bytes written per reading at
-// QoS 1. The journal keeps the fold's records until its last part; until
-// then the meta key "fold" (foldMark) says which of them are already in the
-// per-sensor buckets, and forJournal skips those, so every reader sees each
-// reading once, and a fold cut short by a crash resumes where it stopped.
+// QoS 1. The journal keeps the fold's records until every part is
+// committed, and then deletes their keys (deleteFolded); until the last is
+// deleted, the meta key "fold" (foldMark) says which records are already in
+// the per-sensor buckets, and forJournal skips those, so every reader sees
+// each reading once, and a fold cut short by a crash resumes where it
+// stopped.
 const partSensors = 256
+
+// deleteKeys bounds the folded journal keys one transaction deletes
+// (writerState.delKeys; tests lower it); the keys left wait under a mark
+// with an empty from. Deleting reads each key's page and the commit reads
+// them again to free them, each read mapping up to 16 cached pages around
+// it: deleting a max-rate fold's ~10,000 keys in one transaction mapped
+// ~50 MB of the file, the agent's RSS peak.
+const deleteKeys = 2048
+
+// dropKeys is how many journal keys a fold's gather walks between drops of
+// the file mapping (dropMapped): a walk over a max-rate fold's ~10,000 keys
+// otherwise mapped ~50 MB of the file by the same fault-around.
+const dropKeys = 512
 
 // foldMark is the state of a fold cut into parts: of shard's journal keys
 // up to sequence last, the records of sensors before from are folded.
@@ -403,8 +426,11 @@ func readFoldMark(tx *bolt.Tx) (foldMark, bool) {
 func (m *foldMark) covers(k []byte) bool { return keyShard(k) == m.shard && keySeq(k) <= m.last }
 
 // moved reports whether, in the keys it covers, sensor's records are
-// already in their buckets.
-func (m *foldMark) moved(sensor []byte) bool { return bytes.Compare(sensor, m.from) < 0 }
+// already in their buckets. An empty from marks a fold whose records are
+// all moved and whose keys are being deleted (deleteKeys).
+func (m *foldMark) moved(sensor []byte) bool {
+	return len(m.from) == 0 || bytes.Compare(sensor, m.from) < 0
+}
 
 // foldSet is what one fold of a shard moves: the shard's first keys, their
 // records grouped by sensor in name order, copied out of the file (the
@@ -441,10 +467,15 @@ func (db *DB) foldShard(s byte) bool {
 	moved, recs := 0, 0
 	limit := min(db.foldSensors(), db.w.part)
 	for from := 0; err == nil && set.keys > 0; {
-		n := min(limit, len(set.groups)-from) // 0: only keys whose records an earlier part folded
-		var m, r int
+		// parts of sensors, then parts that delete the journal keys
+		n := min(limit, len(set.groups)-from)
+		var m, r, deleted int
 		err = db.bolt.Update(func(tx *bolt.Tx) (err error) {
-			m, r, err = db.foldPart(tx, &set, from, n)
+			if n > 0 {
+				m, r, err = db.foldPart(tx, &set, from, n)
+			} else {
+				deleted, err = db.deleteFolded(tx, &set)
+			}
 			return err
 		})
 		db.releaseMapped(true) // a part reads many sensors' pages
@@ -465,9 +496,8 @@ func (db *DB) foldShard(s byte) bool {
 		if err == nil {
 			moved, recs = moved+m, recs+r
 			db.m.commits.Inc()
-			if from += n; from == len(set.groups) {
-				break
-			}
+			from += n
+			set.keys -= deleted
 		}
 	}
 	db.folded(err, start, moved, recs)
@@ -502,7 +532,9 @@ func (db *DB) gatherFold(tx *bolt.Tx, s byte) (foldSet, error) {
 			if err != nil {
 				return keys, last, fmt.Errorf("journal key %x: %w", k, err)
 			}
-			keys, last = keys+1, keySeq(k)
+			if keys, last = keys+1, keySeq(k); keys%dropKeys == 0 {
+				db.dropMapped(tx.Size()) // see dropKeys
+			}
 		}
 		return keys, last, nil
 	}
@@ -574,8 +606,8 @@ func (db *DB) gatherFold(tx *bolt.Tx, s byte) (foldSet, error) {
 }
 
 // foldPart moves the records of set's groups [from, from+n) into their
-// sensors' raw and rollup buckets. The last part deletes the set's journal
-// keys and the mark; any other marks where the next part starts.
+// sensors' raw and rollup buckets and marks where the next part starts, or,
+// after the last group, that every record is moved.
 func (db *DB) foldPart(tx *bolt.Tx, set *foldSet, from, n int) (moved, recs int, err error) {
 	w := &db.w
 	rb := tx.Bucket(bucketReadings)
@@ -623,37 +655,51 @@ func (db *DB) foldPart(tx *bolt.Tx, set *foldSet, from, n int) (moved, recs int,
 	if err := db.putRollups(tx); err != nil {
 		return 0, 0, err
 	}
-	meta := tx.Bucket(bucketMeta)
+	mark := foldMark{shard: set.shard, last: set.last} // from empty: all moved
 	if from+n < len(set.groups) {
-		mark := foldMark{set.shard, set.last, set.groups[from+n].name}
-		if err := meta.Put(keyFold, mark.encode()); err != nil {
-			return 0, 0, fmt.Errorf("meta: put fold mark: %w", err)
-		}
-		return moved, recs, nil
+		mark.from = set.groups[from+n].name
 	}
-	if err := deleteShardKeys(tx.Bucket(bucketJournal), set.shard, set.keys); err != nil {
-		return 0, 0, fmt.Errorf("journal: delete folded: %w", err)
-	}
-	if err := meta.Delete(keyFold); err != nil {
-		return 0, 0, fmt.Errorf("meta: delete fold mark: %w", err)
+	if err := tx.Bucket(bucketMeta).Put(keyFold, mark.encode()); err != nil {
+		return 0, 0, fmt.Errorf("meta: put fold mark: %w", err)
 	}
 	return moved, recs, nil
 }
 
-// deleteShardKeys deletes the first n keys of shard s.
-func deleteShardKeys(jb *bolt.Bucket, s byte, n int) error {
+// deleteFolded deletes up to delKeys of the set's journal keys, whose
+// records are all moved, and returns how many; the one that deletes the
+// last of them deletes the mark too.
+func (db *DB) deleteFolded(tx *bolt.Tx, set *foldSet) (deleted int, err error) {
+	want := min(set.keys, db.w.delKeys)
+	if deleted, err = deleteShardKeys(tx.Bucket(bucketJournal), set.shard, want); err != nil {
+		return 0, fmt.Errorf("journal: delete folded: %w", err)
+	}
+	if deleted < want {
+		deleted = set.keys // the shard has no more keys: none is left to delete
+	}
+	if deleted < set.keys {
+		return deleted, nil
+	}
+	if err := tx.Bucket(bucketMeta).Delete(keyFold); err != nil {
+		return 0, fmt.Errorf("meta: delete fold mark: %w", err)
+	}
+	return deleted, nil
+}
+
+// deleteShardKeys deletes the first n keys of shard s (fewer if it has
+// fewer) and returns how many it deleted.
+func deleteShardKeys(jb *bolt.Bucket, s byte, n int) (deleted int, err error) {
 	c := jb.Cursor()
 	k, _ := seekShard(c, s)
-	for ; k != nil && n > 0; n-- {
+	for ; k != nil && deleted < n; deleted++ {
 		key := bytes.Clone(k)
 		if err := c.Delete(); err != nil {
-			return fmt.Errorf("delete %x: %w", key, err)
+			return deleted, fmt.Errorf("delete %x: %w", key, err)
 		}
 		if k, _ = c.Seek(key); k != nil && keyShard(k) != s {
-			break
+			return deleted + 1, nil
 		}
 	}
-	return nil
+	return deleted, nil
 }
 
 // sensorGroup is one sensor's records in a fold.

@@ -26,7 +26,15 @@ func (db *DB) releaseMapped(force bool) {
 		return
 	}
 	w.released = now
-	size := db.highWater() // pages in use end here; the mapping is at least this long
+	db.dropMapped(db.highWater())
+}
+
+// dropMapped drops the mapping of the file's first size bytes (a
+// transaction's Size: the pages in use end there, the mapping is at least
+// that long). Inside a transaction too: the pages it reads are not
+// rewritten before it ends, so they fault back in from the page cache as
+// they were, and bbolt remaps only in a commit.
+func (db *DB) dropMapped(size int64) {
 	if size <= 0 {
 		return
 	}

@@ -148,32 +148,7 @@ func binaryTs(k []byte) uint64 { return uint64(keyTime(k).UnixNano()) }
 // continues the sequence after the highest key of any shard.
 func TestJournal_shards(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "edge.db")
-	t0 := time.Now().Truncate(time.Hour).Add(-time.Hour)
-	const sensors = 2*shardSensors + 100 // three shards
-	write := func(db *DB, round int) {
-		t.Helper()
-		c := agent.NewCommit(sensors * 3)
-		var rs []agent.Result
-		for i := range 3 {
-			for s := range sensors {
-				v := float64(round*10 + i)
-				rs = append(rs, agent.Result{Reading: agent.Reading{Sensor: fmt.Sprintf("s%04d", s), Value: v,
-					Time: t0.Add(time.Duration(round*10+i) * time.Second), Commit: c}, Raw: v})
-			}
-		}
-		db.Write(rs, nil)
-		if err := c.Wait(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	check := func(db *DB, want []float64, when string) {
-		t.Helper()
-		for _, s := range []int{0, 1, shardSensors + 7, sensors - 1} {
-			if vals := readValues(t, db, fmt.Sprintf("s%04d", s), time.Time{}, time.Time{}, false); !slices.Equal(vals, want) {
-				t.Fatalf("%s: s%04d readings %v; want %v", when, s, vals, want)
-			}
-		}
-	}
+	write, check := shardedRounds(t)
 	db, err := Open(path, Options{FoldReadings: 1 << 30})
 	if err != nil {
 		t.Fatal(err)
@@ -183,15 +158,7 @@ func TestJournal_shards(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(db, 1) // these are split over three shards
-	shards := map[byte]int{}
-	_ = db.bolt.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketJournal).Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			shards[keyShard(k)]++
-		}
-		return nil
-	})
-	if len(shards) != 3 {
+	if shards := journalShardKeys(db.bolt); len(shards) != 3 {
 		t.Fatalf("journal keys by shard %v; want three shards", shards)
 	}
 	check(db, []float64{0, 1, 2, 10, 11, 12}, "in the journal")
@@ -217,12 +184,139 @@ func TestJournal_shards(t *testing.T) {
 		t.Errorf("%v folds; want 3, one per shard", n)
 	}
 	check(db, []float64{0, 1, 2, 10, 11, 12, 20, 21, 22}, "after the fold")
-	if n := countAll(db); n != 3*3*sensors {
-		t.Fatalf("%d readings stored; want %d", n, 3*3*sensors)
+	if n := countAll(db); n != 3*3*shardedSensors {
+		t.Fatalf("%d readings stored; want %d", n, 3*3*shardedSensors)
 	}
 	_ = db.bolt.View(func(tx *bolt.Tx) error {
 		if k, _ := tx.Bucket(bucketJournal).Cursor().First(); k != nil {
 			t.Errorf("journal key %x left after the fold", k)
+		}
+		return nil
+	})
+}
+
+// shardedSensors is enough sensors for three journal shards.
+const shardedSensors = 2*shardSensors + 100
+
+// shardedRounds returns a writer of round r's readings, 3 for each of
+// shardedSensors sensors (values r*10 + 0..2), and a check that a few of the
+// sensors, from every shard, read want.
+func shardedRounds(t *testing.T) (write func(db *DB, round int), check func(db *DB, want []float64, when string)) {
+	t0 := time.Now().Truncate(time.Hour).Add(-time.Hour)
+	write = func(db *DB, round int) {
+		t.Helper()
+		c := agent.NewCommit(shardedSensors * 3)
+		var rs []agent.Result
+		for i := range 3 {
+			for s := range shardedSensors {
+				v := float64(round*10 + i)
+				rs = append(rs, agent.Result{Reading: agent.Reading{Sensor: fmt.Sprintf("s%04d", s), Value: v,
+					Time: t0.Add(time.Duration(round*10+i) * time.Second), Commit: c}, Raw: v})
+			}
+		}
+		db.Write(rs, nil)
+		if err := c.Wait(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check = func(db *DB, want []float64, when string) {
+		t.Helper()
+		for _, s := range []int{0, 1, shardSensors + 7, shardedSensors - 1} {
+			if vals := readValues(t, db, fmt.Sprintf("s%04d", s), time.Time{}, time.Time{}, false); !slices.Equal(vals, want) {
+				t.Fatalf("%s: s%04d readings %v; want %v", when, s, vals, want)
+			}
+		}
+	}
+	return write, check
+}
+
+// journalShardKeys counts the journal's keys by shard.
+func journalShardKeys(bdb *bolt.DB) map[byte]int {
+	shards := map[byte]int{}
+	_ = bdb.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketJournal).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			shards[keyShard(k)]++
+		}
+		return nil
+	})
+	return shards
+}
+
+// A fold deletes its journal keys a few at a time (delKeys), a transaction
+// each, under a mark that says every record is moved. If the agent dies
+// between two deletes, readers see each reading once, and the next fold
+// finishes that shard before it folds any other: another shard's fold
+// would replace the mark, and the moved records would be read, and folded,
+// twice.
+func TestFold_resumesBetweenDeletes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "edge.db")
+	write, check := shardedRounds(t)
+	opts := Options{FoldReadings: 1 << 30, FoldInterval: time.Hour}
+	db, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(db, 0)
+	if err := db.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	write(db, 1) // over three shards
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// what a crash after the fold of shard 1 and its first delete leaves
+	crashed := openWithoutWriter(t, path)
+	crashed.w.delKeys = 2
+	bdb := crashed.bolt
+	var set foldSet
+	err = bdb.View(func(tx *bolt.Tx) (err error) { set, err = crashed.gatherFold(tx, 1); return err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	inShard1 := 0
+	for _, g := range set.groups {
+		inShard1 += g.n
+	}
+	err = bdb.Update(func(tx *bolt.Tx) error { _, _, err := crashed.foldPart(tx, &set, 0, len(set.groups)); return err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = bdb.Update(func(tx *bolt.Tx) error { _, err := crashed.deleteFolded(tx, &set); return err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	shards := journalShardKeys(bdb)
+	if len(shards) != 3 || shards[1] != set.keys-2 {
+		t.Fatalf("journal keys by shard %v after one delete of 2 of shard 1's %d keys", shards, set.keys)
+	}
+	if err := bdb.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err = Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if n := testutil.ToFloat64(db.m.journalReadings); n != float64(3*shardedSensors-inShard1) {
+		t.Errorf("journal holds %v readings after reopening; want %d (not shard 1's %d)", n, 3*shardedSensors-inShard1, inShard1)
+	}
+	check(db, []float64{0, 1, 2, 10, 11, 12}, "between deletes")
+	if err := db.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	check(db, []float64{0, 1, 2, 10, 11, 12}, "after the fold")
+	if n := countAll(db); n != 2*3*shardedSensors {
+		t.Fatalf("%d readings stored; want %d", n, 2*3*shardedSensors)
+	}
+	if shards := journalShardKeys(db.bolt); len(shards) != 0 {
+		t.Errorf("journal keys by shard %v left after the fold", shards)
+	}
+	_ = db.bolt.View(func(tx *bolt.Tx) error {
+		if _, ok := readFoldMark(tx); ok {
+			t.Error("fold mark left after the fold")
 		}
 		return nil
 	})

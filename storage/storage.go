@@ -197,6 +197,10 @@ var migrations = [schemaVersion]func(tx *bolt.Tx) error{
 	// folds in parts (journal.go, foldMark): nothing to change; the version
 	// keeps an older edgeagent from reading a fold's records twice
 	3: func(*bolt.Tx) error { return nil },
+	// fold marks with no sensor, of folds whose journal keys are being
+	// deleted (deleteFolded): nothing to change; the version keeps an older
+	// edgeagent from reading those records twice
+	4: func(*bolt.Tx) error { return nil },
 }
 
 func setSchema(tx *bolt.Tx, v uint32) error {

@@ -75,6 +75,7 @@ type writerState struct {
 	nextFold   time.Time // a failed fold is retried after this
 	foldShrink int       // folds move at most foldMax>>foldShrink records (failed folds raise it)
 	part       int       // sensors a fold part moves at most (partSensors; tests lower it)
+	delKeys    int       // journal keys a fold transaction deletes at most (deleteKeys; tests lower it)
 	arena      arena
 	roll       map[rollKey]*rollupAgg
 	groupOf    map[string]int32 // fold scratch: sensor -> group
@@ -93,6 +94,7 @@ type rollKey struct {
 func (w *writerState) init() {
 	w.shards = 1
 	w.part = partSensors
+	w.delKeys = deleteKeys
 	w.counts = map[string]int{}
 	w.sensors = map[string]sensorMeta{}
 	w.roll = map[rollKey]*rollupAgg{}
