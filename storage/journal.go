@@ -324,12 +324,15 @@ func (db *DB) foldDue(now time.Time) bool {
 	return w.jCount >= db.foldAt() || now.Sub(w.jFirst) >= db.opts.FoldInterval
 }
 
-// fold folds every shard of the journal, each in transactions of its own.
-func (db *DB) fold() {
+// fold folds every shard of the journal, each in transactions of its own;
+// with between, due batches commit between them (commitBetween). A Flush
+// folds without: its loop folds until the journal is empty, which new
+// commits could put off for as long as the load lasts.
+func (db *DB) fold(between bool) {
 	db.setFolding(true)
 	defer db.setFolding(false)
 	for _, s := range db.journalShards() {
-		if !db.foldShard(s) {
+		if !db.foldShard(s, between) {
 			return
 		}
 	}
@@ -448,7 +451,7 @@ type foldSet struct {
 // journal keys with the last part. A failed part leaves the journal and
 // the parts before it as they were (the mark says where to resume); it
 // returns false.
-func (db *DB) foldShard(s byte) bool {
+func (db *DB) foldShard(s byte, between bool) bool {
 	start := time.Now()
 	var set foldSet
 	err := db.bolt.View(func(tx *bolt.Tx) (err error) {
@@ -498,6 +501,9 @@ func (db *DB) foldShard(s byte) bool {
 			db.m.commits.Inc()
 			from += n
 			set.keys -= deleted
+			if between {
+				db.commitBetween()
+			}
 		}
 	}
 	db.folded(err, start, moved, recs)

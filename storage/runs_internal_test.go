@@ -475,3 +475,43 @@ func countAll(db *DB) int {
 	})
 	return n
 }
+
+// A fold the writer starts lets due batches commit between its
+// transactions (commitBetween): a durable write made while a long fold
+// runs is acknowledged before the fold ends, not after all of it.
+func TestFold_commitsBetweenParts(t *testing.T) {
+	const sensors = 400
+	db, err := Open(filepath.Join(t.TempDir(), "edge.db"), Options{FoldReadings: sensors})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.w.part = 1 // a transaction a sensor: a fold of 400 transactions
+	folding := func() bool {
+		db.mu.Lock()
+		defer db.mu.Unlock()
+		return db.folding
+	}
+	t0 := time.Now().Add(-time.Minute)
+	rs := make([]agent.Result, sensors)
+	for s := range rs {
+		rs[s] = agent.Result{Reading: agent.Reading{Sensor: fmt.Sprintf("f%03d", s), Value: 1, Time: t0}, Raw: 1}
+	}
+	db.Write(rs, nil) // committed within the commit interval, then folded
+	for deadline := time.Now().Add(10 * time.Second); !folding(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no fold started within 10 s")
+		}
+	}
+	c := agent.NewCommit(1)
+	db.Write([]agent.Result{{Reading: agent.Reading{Sensor: "durable", Value: 2, Time: t0, Commit: c}, Raw: 2}}, nil)
+	if err := c.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if !folding() {
+		t.Error("the durable write was acknowledged only after the fold ended")
+	}
+	if vals := readValues(t, db, "durable", time.Time{}, time.Time{}, false); !slices.Equal(vals, []float64{2}) {
+		t.Errorf("durable: readings %v; want [2]", vals)
+	}
+}

@@ -252,18 +252,13 @@ func (db *DB) run() {
 		now := time.Now()
 		empty, first, waiters := b.empty(), b.first, b.waiters
 		pending := !empty || len(db.w.held) > 0
-		due := closing || b.waiters > 0 || len(b.results) >= db.opts.MaxBatch ||
-			(!b.empty() && now.Sub(b.first) >= db.opts.CommitInterval)
+		due := closing || db.dueLocked(b, now)
 		if len(db.w.held) > 0 && b.empty() && b.waiters == 0 {
 			// only held alerts: retry at a slower pace
 			due = closing || !now.Before(db.w.nextRet)
 		}
 		if due {
-			db.cur = newBatch()
-			// the results slice of the last committed batch, emptied:
-			// a batch does not grow its slice from zero every time
-			db.cur.results, db.spare = db.spare, nil
-			db.space.Broadcast()
+			db.nextBatchLocked()
 		}
 		db.mu.Unlock()
 
@@ -296,7 +291,7 @@ func (db *DB) run() {
 				}
 			}
 			if db.foldDue(time.Now()) && !db.w.failing {
-				db.fold()
+				db.fold(true)
 			}
 			worked = true
 			continue
@@ -307,7 +302,7 @@ func (db *DB) run() {
 			continue
 		}
 		if db.foldDue(now) {
-			db.fold()
+			db.fold(true)
 			worked = true
 			continue
 		}
@@ -337,6 +332,47 @@ func (db *DB) run() {
 			}
 		case <-timer.C:
 		}
+	}
+}
+
+// dueLocked reports whether batch b is due for its commit; db.mu is held.
+func (db *DB) dueLocked(b *batch, now time.Time) bool {
+	return b.waiters > 0 || len(b.results) >= db.opts.MaxBatch ||
+		(!b.empty() && now.Sub(b.first) >= db.opts.CommitInterval)
+}
+
+// nextBatchLocked starts a new current batch (the one before goes to its
+// commit); db.mu is held.
+func (db *DB) nextBatchLocked() {
+	db.cur = newBatch()
+	// the results slice of the last committed batch, emptied: a batch does
+	// not grow its slice from zero every time
+	db.cur.results, db.spare = db.spare, nil
+	db.space.Broadcast()
+}
+
+// commitBetween commits the current batch if it is due, between two
+// transactions of a fold: a fold at max rate takes a few hundred
+// milliseconds, and without this the readings of that time wait in memory
+// (up to two batches) and QoS 1 acks wait for the whole fold. A Flush's
+// batch waits for its fold to end, and so does every batch while the file
+// lacks the room for a commit: the fold's journal pages are free only
+// after it.
+func (db *DB) commitBetween() {
+	db.measureInUse()
+	if db.overBudget() {
+		return
+	}
+	db.mu.Lock()
+	b := db.cur
+	due := !db.closing && !b.fold && db.dueLocked(b, time.Now())
+	if due {
+		db.nextBatchLocked()
+	}
+	db.mu.Unlock()
+	if due {
+		db.commit(b)
+		db.recycle(b)
 	}
 }
 
@@ -406,7 +442,7 @@ func (db *DB) commit(b *batch) {
 	if b.fold { // Flush: everything into the per-sensor buckets
 		for w.jCount > 0 {
 			before := w.jCount
-			if db.fold(); w.jCount >= before {
+			if db.fold(false); w.jCount >= before {
 				break // it failed: Flush reports the commit, the fold is retried
 			}
 		}
@@ -511,8 +547,14 @@ func (db *DB) countPages() {
 	db.w.pageByte = pa
 	// decays by 1/32 per commit: a burst is remembered for ~100 commits
 	db.w.maxDirty = max(d, db.w.maxDirty-db.w.maxDirty/32)
+	db.measureInUse()
+}
+
+// measureInUse sets w.inUse: the end of the last page in use less the free
+// pages before it.
+func (db *DB) measureInUse() {
 	if hwm := db.highWater(); hwm > 0 {
-		db.w.inUse = hwm - int64(st.FreeAlloc)
+		db.w.inUse = hwm - int64(db.bolt.Stats().FreeAlloc)
 	}
 }
 
