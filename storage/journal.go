@@ -440,7 +440,7 @@ func (m *foldMark) moved(sensor []byte) bool {
 // parts are separate transactions).
 type foldSet struct {
 	shard  byte
-	keys   int    // journal keys, the shard's first
+	keys   int    // journal keys, the shard's first (less those deleted so far)
 	last   uint64 // the sequence of the last of them
 	groups []sensorGroup
 	free   func() // frees the groups' record copies (offHeap)
