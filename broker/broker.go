@@ -21,6 +21,7 @@ import (
 	"github.com/edgeagent/edgeagent/agent"
 	"github.com/gorilla/websocket"
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -160,6 +161,20 @@ func New(opts Options) (*Broker, error) {
 	return b, nil
 }
 
+// disconnectListener disconnects the clients of listener id, as mochi's
+// closeListenerClients does, but without Clients.GetByListener: that takes
+// the clients' read lock twice (it calls Len), so a leaving client's
+// Delete queued for the write lock between the two blocks both for ever.
+// A CI run hung so in Broker.Close (mochi v2.7.9; mochi issue #488, its
+// fix, PR #489, is not merged).
+func (b *Broker) disconnectListener(id string) {
+	for _, cl := range b.srv.Clients.GetAll() {
+		if cl.Net.Listener == id && !cl.Closed() {
+			_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
+}
+
 // SetUsers atomically replaces the accounts (for a config reload). New
 // CONNECTs and every later ACL check use them; connected clients stay
 // connected but lose rights that were removed.
@@ -188,7 +203,8 @@ func (b *Broker) Start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("broker: listen %s %q: %w", id, addr, err)
 		}
-		l := &listener{id: id, ln: ln, tls: tlsCfg, timeout: b.opts.ConnectTimeout, log: b.log, conns: map[net.Conn]struct{}{}}
+		l := &listener{id: id, ln: ln, tls: tlsCfg, timeout: b.opts.ConnectTimeout, log: b.log, conns: map[net.Conn]struct{}{},
+			disconnect: b.disconnectListener}
 		if ws {
 			l.ws = &websocket.Upgrader{
 				Subprotocols: []string{"mqtt"},

@@ -33,6 +33,10 @@ type listener struct {
 	timeout time.Duration
 	log     *slog.Logger
 
+	// disconnect disconnects this listener's MQTT clients at Close, in
+	// place of the CloseFn mochi passes (Broker.disconnectListener says why)
+	disconnect func(id string)
+
 	mu     sync.Mutex
 	closed bool
 	conns  map[net.Conn]struct{}
@@ -123,7 +127,7 @@ func (l *listener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
 
 // Close stops accepting, disconnects this listener's clients and waits for
 // every connection goroutine.
-func (l *listener) Close(closeClients listeners.CloseFn) {
+func (l *listener) Close(listeners.CloseFn) {
 	l.mu.Lock()
 	already := l.closed
 	l.closed = true
@@ -132,7 +136,7 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 		return
 	}
 	_ = l.ln.Close()
-	closeClients(l.id) // MQTT clients: DISCONNECT (v5) and close
+	l.disconnect(l.id) // MQTT clients: DISCONNECT (v5) and close
 	l.mu.Lock()
 	for c := range l.conns { // still in handshake or CONNECT
 		_ = c.Close()
