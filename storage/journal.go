@@ -397,8 +397,8 @@ const partSensors = 256
 const deleteKeys = 2048
 
 // dropKeys is how many journal keys a fold's gather walks between drops of
-// the file mapping (dropMapped): a walk over a max-rate fold's ~10,000 keys
-// otherwise mapped ~50 MB of the file by the same fault-around.
+// the file mapping (dropMapped): its walks over a max-rate fold's ~10,000
+// keys otherwise mapped 36–48 MB of the file by the same fault-around.
 const dropKeys = 512
 
 // foldMark is the state of a fold cut into parts: of shard's journal keys
@@ -447,10 +447,10 @@ type foldSet struct {
 }
 
 // foldShard moves the oldest records of shard s (at most foldMax) into the
-// per-sensor raw and rollup buckets, part after part, and deletes their
-// journal keys with the last part. A failed part leaves the journal and
-// the parts before it as they were (the mark says where to resume); it
-// returns false.
+// per-sensor raw and rollup buckets, part after part, and then deletes
+// their journal keys, deleteKeys a transaction. A failed transaction leaves
+// the journal and the ones before it as they were (the mark says where to
+// resume); it returns false.
 func (db *DB) foldShard(s byte, between bool) bool {
 	start := time.Now()
 	var set foldSet
@@ -702,7 +702,7 @@ func deleteShardKeys(jb *bolt.Bucket, s byte, n int) (deleted int, err error) {
 			return deleted, fmt.Errorf("delete %x: %w", key, err)
 		}
 		if k, _ = c.Seek(key); k != nil && keyShard(k) != s {
-			return deleted + 1, nil
+			k = nil // the next shard's
 		}
 	}
 	return deleted, nil
