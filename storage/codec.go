@@ -40,7 +40,7 @@ var (
 )
 
 // schemaVersion is the layout this code writes.
-const schemaVersion = 5
+const schemaVersion = 6
 
 // fillPercent is set on every bucket written: keys are mostly appended, so
 // splitting pages 90% full nearly halves the file (LIBRARIES.md 3.3).

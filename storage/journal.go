@@ -296,7 +296,7 @@ func (db *DB) foldAt() int {
 	if db.opts.FoldReadings > 0 {
 		return db.opts.FoldReadings
 	}
-	return min(max(128*len(db.w.counts), 20_000), foldMax)
+	return min(max(128*len(db.w.sensors), 20_000), foldMax)
 }
 
 // minFoldSensors is the fewest sensors a fold part moves.
@@ -655,7 +655,13 @@ func (db *DB) foldPart(tx *bolt.Tx, set *foldSet, from, n int) (moved, recs int,
 		if err := appendReadings(b, &w.arena, rs); err != nil {
 			return 0, 0, fmt.Errorf("sensor %q: put readings: %w", name, err)
 		}
-		w.counts[name] += len(rs)
+		n, err := addReadings(b, len(rs))
+		if err != nil {
+			return 0, 0, fmt.Errorf("sensor %q: count readings: %w", name, err)
+		}
+		if most := db.opts.MaxRawPerSensor; most > 0 && n > most {
+			w.overCap = true
+		}
 		moved += len(rs)
 	}
 	if err := db.putRollups(tx); err != nil {

@@ -13,13 +13,14 @@ import (
 	"github.com/edgeagent/edgeagent/agent"
 )
 
-// retentionResult is what one retention step deleted.
+// retentionResult is what one retention step deleted (and counted).
 type retentionResult struct {
 	rawExpired int // raw readings past RawRetention or over MaxRawPerSensor
 	trimmed    int // raw readings trimmed for the byte budget
 	rollups    int
 	alerts     int
 	evicted    int  // rollup-lane outbox entries
+	counted    int  // sensors of an older file whose readings it counted (readingCount)
 	behind     bool // the step used its whole budget; run another soon
 }
 
@@ -62,14 +63,16 @@ func (db *DB) retain(tx *bolt.Tx, ob *outboxDelta, force bool) (retentionResult,
 		}
 		b := rb.Bucket([]byte(s))
 		b.FillPercent = fillPercent
+		if b.Sequence() == 0 {
+			res.counted++
+		}
+		cnt, err := readingCount(b)
+		if err != nil {
+			return res, fmt.Errorf("sensor %q: count readings: %w", s, err)
+		}
 		excess := 0
-		if db.opts.MaxRawPerSensor > 0 {
-			cnt, ok := db.w.counts[s]
-			if !ok {
-				cnt = countReadings(b)
-				db.w.counts[s] = cnt
-			}
-			excess = cnt - db.opts.MaxRawPerSensor
+		if most := db.opts.MaxRawPerSensor; most > 0 {
+			excess = cnt - most
 		}
 		n, err := dropOldest(b, &db.w.arena, budget, func(ts uint64, i int) bool {
 			if i < excess || ts < rawCut {
@@ -81,13 +84,16 @@ func (db *DB) retain(tx *bolt.Tx, ob *outboxDelta, force bool) (retentionResult,
 		if err != nil {
 			return res, fmt.Errorf("sensor %q: raw retention: %w", s, err)
 		}
-		db.w.counts[s] -= n
+		if _, err := addReadings(b, -n); err != nil {
+			return res, fmt.Errorf("sensor %q: count readings: %w", s, err)
+		}
 		budget -= n
 		res.rawExpired += n
 	}
 
 	if rawDue {
 		db.w.rawFloor = floorAfter(rawFloor, budget)
+		db.w.overCap = budget == 0 // a pass cut short may have left some over
 	}
 
 	rollCut := tsKey(nil, now.Add(-db.opts.RollupRetention))
@@ -168,17 +174,7 @@ func (db *DB) retain(tx *bolt.Tx, ob *outboxDelta, force bool) (retentionResult,
 // rawDue reports whether raw retention may have readings to delete: one
 // older than cut, or a sensor over MaxRawPerSensor.
 func (db *DB) rawDue(cut uint64) bool {
-	if floorDue(db.w.rawFloor, cut) {
-		return true
-	}
-	if most := db.opts.MaxRawPerSensor; most > 0 {
-		for _, n := range db.w.counts {
-			if n > most {
-				return true
-			}
-		}
-	}
-	return false
+	return floorDue(db.w.rawFloor, cut) || db.w.overCap
 }
 
 // floorDue reports whether anything may be older than cut, given the
@@ -270,11 +266,16 @@ func (db *DB) trimRaw(rb *bolt.Bucket, sensors []string, budget int) (int, error
 				continue
 			}
 			b.FillPercent = fillPercent
+			if _, err := readingCount(b); err != nil {
+				return total, fmt.Errorf("sensor %q: count readings: %w", name, err)
+			}
 			n, err := dropOldest(b, &w.arena, budget, func(ts uint64, _ int) bool { return ts < w.trimCut })
 			if err != nil {
 				return total, fmt.Errorf("sensor %q: byte budget trim: %w", name, err)
 			}
-			db.w.counts[name] -= n
+			if _, err := addReadings(b, -n); err != nil {
+				return total, fmt.Errorf("sensor %q: count readings: %w", name, err)
+			}
 			budget -= n
 			total += n
 			if budget == 0 {
@@ -356,7 +357,8 @@ func (db *DB) retentionDone(r retentionResult) {
 }
 
 // retentionOnly runs a retention step in its own transaction, committed only
-// if it deleted something (an empty commit would still cost two fsyncs).
+// if it deleted or counted something (an empty commit would still cost two
+// fsyncs).
 // It returns the number of raw readings deleted.
 func (db *DB) retentionOnly() int { return db.retentionStep(false) }
 
@@ -376,7 +378,7 @@ func (db *DB) retentionStep(force bool) int {
 		db.retentionFailed(err)
 		return 0
 	}
-	if res.deleted() == 0 {
+	if res.deleted() == 0 && res.counted == 0 {
 		_ = tx.Rollback()
 		db.retentionDone(res)
 		return 0

@@ -154,7 +154,21 @@ func entryCount(v []byte) int {
 	return int(n)
 }
 
-// countReadings counts the readings stored in a sensor's bucket.
+// readingCount is the number of readings in a sensor's bucket, for the
+// max_raw_per_sensor cap. The bucket's sequence keeps it, plus one, in the
+// file: counting means reading every page of the bucket, and at every start
+// that mapped 166 MB of a full 238 MB file and took 3 s (docs/storage.md).
+// Zero is a bucket of schema 5 or older, counted once here. b must be
+// writable.
+func readingCount(b *bolt.Bucket) (int, error) {
+	if s := b.Sequence(); s > 0 {
+		return int(s - 1), nil
+	}
+	n := countReadings(b)
+	return n, b.SetSequence(uint64(n) + 1)
+}
+
+// countReadings counts the readings in a sensor's bucket, page by page.
 func countReadings(b *bolt.Bucket) int {
 	n := 0
 	c := b.Cursor()
@@ -162,6 +176,18 @@ func countReadings(b *bolt.Bucket) int {
 		n += entryCount(v)
 	}
 	return n
+}
+
+// addReadings adds delta (negative: deleted) to a sensor bucket's count and
+// returns the new count. readingCount must have made the count known before
+// the change, or the change would be counted twice.
+func addReadings(b *bolt.Bucket, delta int) (int, error) {
+	s := b.Sequence()
+	if s == 0 {
+		return 0, errors.New("reading count changed before it was known")
+	}
+	n := max(int(s-1)+delta, 0)
+	return n, b.SetSequence(uint64(n) + 1)
 }
 
 // entryNewest is the time of the newest reading of the entry k, v.

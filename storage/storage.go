@@ -215,6 +215,11 @@ var migrations = [schemaVersion]func(tx *bolt.Tx) error{
 	// deleted (deleteFolded): nothing to change; the version keeps an older
 	// edgeagent from reading those records twice
 	4: func(*bolt.Tx) error { return nil },
+	// reading counts in the sensor buckets' sequences (readingCount): a
+	// bucket without one is counted once, by the first retention pass or
+	// write; the version keeps an older edgeagent, which does not update
+	// them, from the file
+	5: func(*bolt.Tx) error { return nil },
 }
 
 func setSchema(tx *bolt.Tx, v uint32) error {

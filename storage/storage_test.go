@@ -716,9 +716,10 @@ func TestOpen_schema(t *testing.T) {
 		defer bdb.Close()
 		_ = bdb.View(func(tx *bolt.Tx) error {
 			// schema 2 added the journal bucket, 3 runs of readings, 4 folds
-			// in parts, 5 folds that delete their journal keys in steps
-			if v := tx.Bucket([]byte("meta")).Get([]byte("schema")); binary.BigEndian.Uint32(v) != 5 {
-				t.Errorf("schema after migration = %x; want 5", v)
+			// in parts, 5 folds that delete their journal keys in steps, 6
+			// reading counts in the sensor buckets
+			if v := tx.Bucket([]byte("meta")).Get([]byte("schema")); binary.BigEndian.Uint32(v) != 6 {
+				t.Errorf("schema after migration = %x; want 6", v)
 			}
 			return nil
 		})
@@ -735,6 +736,115 @@ func TestOpen_schema(t *testing.T) {
 			t.Fatalf("Open(foreign bbolt file) = %v; want refused with --reset-db", err)
 		}
 	})
+}
+
+// TestDB_readingCounts: the reading count of each sensor, which the
+// max_raw_per_sensor cap needs, is kept in the file (the bucket's sequence,
+// count+1), so a start does not read every page to count; a bucket of an
+// older file, without one, is counted once and then kept.
+func TestDB_readingCounts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "edge.db")
+	counts := func() map[string]uint64 { // sensor -> stored sequence
+		t.Helper()
+		bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bdb.Close()
+		got := map[string]uint64{}
+		_ = bdb.View(func(tx *bolt.Tx) error {
+			rb := tx.Bucket([]byte("readings"))
+			return rb.ForEach(func(k, _ []byte) error {
+				got[string(k)] = rb.Bucket(k).Sequence()
+				return nil
+			})
+		})
+		return got
+	}
+	capped := func(db *storage.DB, sensor string, want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			db.Write([]agent.Result{res("tick", time.Now(), 1)}, nil) // keeps commits (and retention) going
+			flush(t, db)
+			got, err := db.Readings(sensor, time.Time{}, time.Time{}, 0, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("sensor %s: %d readings; want %d (max_raw_per_sensor)", sensor, len(got), want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	write := func(db *storage.DB, sensor string, from, n int) {
+		var rs []agent.Result
+		for i := range n {
+			rs = append(rs, res(sensor, t0.Add(time.Duration(from+i)*time.Second), float64(from+i)))
+		}
+		db.Write(rs, nil)
+		flush(t, db)
+	}
+
+	db, err := storage.Open(path, storage.Options{MaxRawPerSensor: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(db, "a", 0, 80)
+	write(db, "b", 0, 30)
+	write(db, "c", 0, 10)
+	capped(db, "a", 50)
+	db.Close()
+	if got := counts(); got["a"] != 51 || got["b"] != 31 || got["c"] != 11 {
+		t.Fatalf("stored counts+1 = a %d, b %d, c %d; want 51, 31, 11", got["a"], got["b"], got["c"])
+	}
+
+	// a schema 5 file: no counts
+	setSchema(t, path, 5, func(tx *bolt.Tx) error {
+		rb := tx.Bucket([]byte("readings"))
+		for _, s := range []string{"a", "b", "c"} {
+			if err := rb.Bucket([]byte(s)).SetSequence(0); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	db, err = storage.Open(path, storage.Options{MaxRawPerSensor: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	capped(db, "a", 20)
+	capped(db, "b", 20)
+	write(db, "b", 30, 15) // 35 readings: over the cap again, counted from the sequence
+	capped(db, "b", 20)
+	db.Close()
+	if got := counts(); got["a"] != 21 || got["b"] != 21 || got["c"] != 11 {
+		t.Fatalf("stored counts+1 = a %d, b %d, c %d; want 21, 21, 11", got["a"], got["b"], got["c"])
+	}
+
+	// nothing over the cap and nothing written: the retention step commits
+	// the count it made, or every start would count c again
+	setSchema(t, path, 5, func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("readings")).Bucket([]byte("c")).SetSequence(0)
+	})
+	reg := prometheus.NewRegistry()
+	db, err = storage.Open(path, storage.Options{MaxRawPerSensor: 1000, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); counter(t, reg, "edgeagent_storage_commits_total") < 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no commit of the count of c within 10 s")
+		}
+	}
+	db.Close()
+	if got := counts(); got["c"] != 11 {
+		t.Fatalf("stored count+1 of c = %d; want 11", got["c"])
+	}
+	checkFile(t, path)
 }
 
 // TestDB_closeSavesFreelist: Close writes bbolt's free page list, so the

@@ -54,13 +54,13 @@ func (b *batch) touch() {
 
 // writerState is touched only by the writer goroutine (and Open, before it starts).
 type writerState struct {
-	counts     map[string]int        // sensor -> raw readings stored
 	sensors    map[string]sensorMeta // sensor -> kind and unit as stored
 	held       []agent.Alert         // alerts of failed commits, retried
 	failing    bool
 	nextRet    time.Time // when the next retention pass is due (wall clock)
 	behind     bool      // the last retention pass hit its chunk limit
 	rawFloor   uint64    // no raw reading is older (ns); 0: unknown, a retention pass finds out
+	overCap    bool      // a sensor may hold more than MaxRawPerSensor readings
 	rollFloor  uint64    // no rollup is older (minute, ns); 0: unknown
 	pageByte   int64     // bbolt TxStats.PageAlloc after the last commit
 	inUse      int64     // bytes of pages in use after the last commit
@@ -95,7 +95,6 @@ func (w *writerState) init() {
 	w.shards = 1
 	w.part = partSensors
 	w.delKeys = deleteKeys
-	w.counts = map[string]int{}
 	w.sensors = map[string]sensorMeta{}
 	w.roll = map[rollKey]*rollupAgg{}
 	w.groupOf = map[string]int32{}
@@ -104,7 +103,6 @@ func (w *writerState) init() {
 
 // forget drops the caches a rolled-back transaction may have made wrong.
 func (w *writerState) forget() {
-	clear(w.counts)
 	clear(w.sensors)
 	w.rawFloor, w.rollFloor = 0, 0
 }
@@ -592,8 +590,8 @@ func (db *DB) commitFailed(b *batch, alerts []agent.Alert, err error) {
 	db.updateFileSize()
 }
 
-// sensorBucket returns the sensor's readings bucket, creating it, and
-// counts its readings for the writer on first use.
+// sensorBucket returns the sensor's readings bucket, creating it, with its
+// reading count known (readingCount).
 func (db *DB) sensorBucket(rb *bolt.Bucket, sensor string) (*bolt.Bucket, error) {
 	if sensor == "" {
 		return nil, fmt.Errorf("empty sensor id: %w", agent.ErrInvalidReading)
@@ -603,8 +601,8 @@ func (db *DB) sensorBucket(rb *bolt.Bucket, sensor string) (*bolt.Bucket, error)
 		return nil, fmt.Errorf("sensor %q: bucket: %w", sensor, err)
 	}
 	b.FillPercent = fillPercent
-	if _, ok := db.w.counts[sensor]; !ok {
-		db.w.counts[sensor] = countReadings(b)
+	if _, err := readingCount(b); err != nil {
+		return nil, fmt.Errorf("sensor %q: count readings: %w", sensor, err)
 	}
 	return b, nil
 }
