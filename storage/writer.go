@@ -61,6 +61,7 @@ type writerState struct {
 	behind     bool      // the last retention pass hit its chunk limit
 	rawFloor   uint64    // no raw reading is older (ns); 0: unknown, a retention pass finds out
 	overCap    bool      // a sensor may hold more than MaxRawPerSensor readings
+	passReads  int       // sensors retention read (sensorRead)
 	rollFloor  uint64    // no rollup is older (minute, ns); 0: unknown
 	pageByte   int64     // bbolt TxStats.PageAlloc after the last commit
 	inUse      int64     // bytes of pages in use after the last commit
