@@ -56,7 +56,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer signal.Stop(hup)
 
 	app := NewApp(cfg, AppOptions{Logger: logger, Simulate: *simulate, SimulateRate: *simRate, ResetDB: *resetDB})
-	if err := app.Start(ctx); err != nil {
+	if err := startExtended(ctx, app, notifier); err != nil {
 		return errors.Join(err, app.Close())
 	}
 	status := newStatusLine(app.Registry(), cfg.Upstream.URL != "")
@@ -89,6 +89,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	stopLoop()
 	loop.Wait()
 	return app.Close()
+}
+
+// startExtended runs app.Start while asking systemd for more time than
+// TimeoutStartSec, for at most 10 minutes. After a crash or a power cut
+// the database's open reads the whole file to rebuild its free page list
+// (docs/storage.md): 4 s for a full 256 MiB file on this machine's disk, and
+// many times that on an SD card or with a bigger max_bytes.
+func startExtended(ctx context.Context, app *App, notifier *sdnotify.Notifier) error {
+	extendCtx, stop := context.WithTimeout(ctx, 10*time.Minute)
+	var extending sync.WaitGroup
+	extending.Go(func() { notifier.ExtendWhile(extendCtx, 20*time.Second, time.Minute) })
+	defer extending.Wait()
+	defer stop()
+	return app.Start(ctx)
 }
 
 // newLeveledLogger sets level from the config and returns a logger that

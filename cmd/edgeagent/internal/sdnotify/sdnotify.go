@@ -81,6 +81,27 @@ func (n *Notifier) Stopping() error { return n.Notify("STOPPING=1") }
 // Reloading tells systemd a reload has begun; send Ready when it is done.
 func (n *Notifier) Reloading() error { return n.Notify("RELOADING=1") }
 
+// ExtendWhile asks systemd for by more time, every `every` until ctx ends
+// (EXTEND_TIMEOUT_USEC=), so a start that is slow but progressing is not
+// killed at TimeoutStartSec: systemd still waits at least that long, and
+// times out only when by passes without a new message. by must be longer
+// than every. It sends nothing when not Enabled, and returns when ctx ends.
+func (n *Notifier) ExtendWhile(ctx context.Context, every, by time.Duration) {
+	if !n.Enabled() {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = n.Notify("EXTEND_TIMEOUT_USEC=" + strconv.FormatInt(by.Microseconds(), 10))
+		}
+	}
+}
+
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
 // WatchdogInterval reads $WATCHDOG_USEC (and $WATCHDOG_PID, which must be

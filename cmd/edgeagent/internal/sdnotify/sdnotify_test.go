@@ -85,6 +85,29 @@ func TestNotifier_sendsStatesInOneDatagram(t *testing.T) {
 	}
 }
 
+func TestNotifier_ExtendWhile(t *testing.T) {
+	path, ch := listen(t)
+	n := New(path)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.ExtendWhile(ctx, 5*time.Millisecond, 1500*time.Millisecond)
+	}()
+	for range 3 {
+		if got := recv(t, ch); got != "EXTEND_TIMEOUT_USEC=1500000" {
+			t.Fatalf("got %q; want EXTEND_TIMEOUT_USEC=1500000", got)
+		}
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("ExtendWhile did not return after its context ended")
+	}
+	New("").ExtendWhile(context.Background(), time.Millisecond, time.Second) // disabled: returns at once
+}
+
 func TestNotifier_abstractSocket(t *testing.T) {
 	name := "@edgeagent-sdnotify-test-" + strconv.Itoa(os.Getpid())
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: name, Net: "unixgram"})
