@@ -44,6 +44,7 @@ bench: build ## Micro-benchmarks and end-to-end runs (agent vs bare broker, same
 	  $(GO) test -run '^$$' -bench . -benchmem -benchtime 100ms -count 3 ./agent/... ./broker/ && \
 	  $(GO) test -run '^$$' -bench 'Append$$' -benchmem -benchtime 50000x -count 3 ./storage/ && \
 	  $(GO) test -run '^$$' -bench 'Fold$$' -benchmem -benchtime 10x -count 3 ./storage/ && \
+	  $(GO) test -run '^$$' -bench 'Open$$' -benchtime 5x -count 3 ./storage/ && \
 	  $(GO) test -run '^$$' -bench 'App_endToEnd' -benchtime 100000x -count 3 ./cmd/edgeagent/ && \
 	  DUR=15s bench/e2e.sh; } 2>&1 | tee bench/results.txt
 
