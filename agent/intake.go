@@ -65,6 +65,19 @@ func NewIntake(p *Pipeline, dec Decoder, ackTimeout time.Duration) *Intake {
 // readings are not durable (storage failed, timed out or the agent is
 // stopping) and the publish must not be acknowledged.
 func (in *Intake) Ingest(ctx context.Context, m Message) error {
+	d, err := in.Submit(ctx, m)
+	if err != nil {
+		return err
+	}
+	return d.Wait(ctx)
+}
+
+// Submit is Ingest without the wait: it decodes m and submits its readings,
+// and for a Durable message returns what to wait on before acknowledging
+// it (nil when there is nothing to wait for: no readings, or not Durable).
+// A broker that acknowledges later can so read on while earlier publishes
+// wait for their commit.
+func (in *Intake) Submit(ctx context.Context, m Message) (*Durable, error) {
 	bp := in.bufs.Get().(*[]Reading)
 	defer func() { clear(*bp); *bp = (*bp)[:0]; in.bufs.Put(bp) }()
 	rs, err := in.dec.Decode(m.Topic, m.Payload, in.now(), *bp)
@@ -72,12 +85,12 @@ func (in *Intake) Ingest(ctx context.Context, m Message) error {
 	if err != nil {
 		if errors.Is(err, ErrUnmatched) {
 			in.p.metrics.unmatchedOne()
-			return nil
+			return nil, nil
 		}
 		in.countRejections(m, err)
 	}
 	if len(rs) == 0 {
-		return nil
+		return nil, nil
 	}
 	var c *Commit
 	if m.Durable {
@@ -94,29 +107,46 @@ func (in *Intake) Ingest(ctx context.Context, m Message) error {
 			for range rs[i+1:] {
 				c.Done(err)
 			}
-			return fmt.Errorf("topic %q: %w", m.Topic, err)
+			return nil, fmt.Errorf("topic %q: %w", m.Topic, err)
 		} else if err != nil {
 			in.logRejection(m, err)
 		}
 	}
 	if c == nil {
+		return nil, nil
+	}
+	return &Durable{in: in, c: c, topic: m.Topic}, nil
+}
+
+// Durable is a submitted message whose readings are not all committed yet.
+type Durable struct {
+	in    *Intake
+	c     *Commit
+	topic string
+}
+
+// Wait returns nil once every reading of the message is committed, or why
+// not: storage failed, the Intake's ack timeout passed, or ctx ended. A
+// nil Durable has nothing to wait for.
+func (d *Durable) Wait(ctx context.Context) error {
+	if d == nil {
 		return nil
 	}
 	// The broker's context usually ends first already (mqtt.ack_timeout
 	// bounds both); deriving one would then add only a cancel registration.
 	wctx := ctx
-	if d, ok := ctx.Deadline(); !ok || time.Until(d) > in.ackTimeout {
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > d.in.ackTimeout {
 		var cancel context.CancelFunc
-		wctx, cancel = context.WithTimeout(ctx, in.ackTimeout)
+		wctx, cancel = context.WithTimeout(ctx, d.in.ackTimeout)
 		defer cancel()
 	}
-	if err := c.Wait(wctx); err != nil {
+	if err := d.c.Wait(wctx); err != nil {
 		reason := ReasonStorageFailed
 		if errors.Is(err, context.DeadlineExceeded) {
 			reason, err = ReasonAckTimeout, ErrCommitTimedOut
 		}
-		in.p.metrics.reject(reason)
-		return fmt.Errorf("topic %q: not durable: %w", m.Topic, err)
+		d.in.p.metrics.reject(reason)
+		return fmt.Errorf("topic %q: not durable: %w", d.topic, err)
 	}
 	return nil
 }
