@@ -16,11 +16,11 @@ func BenchmarkBroker_throughput(b *testing.B) {
 			var n atomic.Int64
 			done := make(chan struct{})
 			var target int64
-			br := startBroker(b, Options{AllowAnonymous: true, Handler: func(context.Context, Message) error {
+			br := startBroker(b, Options{AllowAnonymous: true, Handler: func(context.Context, Message) (Pending, error) {
 				if n.Add(1) == atomic.LoadInt64(&target) {
 					close(done)
 				}
-				return nil
+				return nil, nil
 			}})
 			c, _ := connect(b, tcpURL(br), "bench", func(o *paho.ClientOptions) { o.SetWriteTimeout(0) })
 			payload := []byte(`{"value":21.5,"ts":1700000000000}`)

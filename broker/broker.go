@@ -25,15 +25,32 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Handler receives every sensor PUBLISH synchronously on the publisher's read
-// goroutine (before the PUBACK is written). It returns nil to acknowledge; a
-// non-nil error means "not durable, do not acknowledge" (storage failure or
-// timeout). Bad payloads are NOT errors (they are acknowledged and counted by
-// the handler). Message.QoS is 0 or 1 (2 is treated like 1). The Payload
-// belongs to the handler (mochi allocates it per packet) but must not be
-// mutated: the broker delivers the same bytes to subscribers.
-// Topics starting with '$' never reach the Handler.
-type Handler func(ctx context.Context, m Message) error
+// Handler receives every sensor PUBLISH on the publisher's read goroutine,
+// in the order the client sent them, before the PUBACK is written. A
+// non-nil error means "not durable, do not acknowledge" (storage failure,
+// timeout). For a QoS 1 message it may also return a Pending: the message
+// is acknowledged once Pending.Wait returns nil, and until then the broker
+// goes on reading (see acker). Bad payloads are NOT errors (they are
+// acknowledged and counted by the handler). Message.QoS is 0 or 1 (2 is
+// treated like 1). The Payload belongs to the handler (mochi allocates it
+// per packet) but must not be mutated: the broker delivers the same bytes
+// to subscribers. Topics starting with '$' never reach the Handler.
+type Handler func(ctx context.Context, m Message) (Pending, error)
+
+// Pending is a QoS 1 message a Handler took but has not made durable yet.
+type Pending interface {
+	// Wait returns nil once the message is durable, or why it is not.
+	Wait(ctx context.Context) error
+}
+
+// handle runs h and waits for what it returns: the whole of a message.
+func handle(ctx context.Context, h Handler, m Message) error {
+	p, err := h(ctx, m)
+	if err == nil && p != nil {
+		err = p.Wait(ctx)
+	}
+	return err
+}
 
 // Message is one PUBLISH received from a client.
 type Message struct {
@@ -113,6 +130,7 @@ type Broker struct {
 	closed    bool
 	listeners map[string]*listener
 	ready     atomic.Bool
+	ackers    ackers
 }
 
 // New validates opts and builds a broker; nothing is bound until Start.
@@ -121,7 +139,8 @@ func New(opts Options) (*Broker, error) {
 	if opts.Listen == "" && opts.TLSListen == "" && opts.WSListen == "" {
 		return nil, errors.New("broker: no listener: set Listen, TLSListen or WSListen")
 	}
-	b := &Broker{opts: opts, log: opts.Logger.With("component", "broker"), listeners: map[string]*listener{}}
+	b := &Broker{opts: opts, log: opts.Logger.With("component", "broker"), listeners: map[string]*listener{},
+		ackers: ackers{m: map[*mqtt.Client]*acker{}}}
 	if opts.TLSListen != "" {
 		cert, err := tls.LoadX509KeyPair(opts.TLSCert, opts.TLSKey)
 		if err != nil {
@@ -294,7 +313,9 @@ func (b *Broker) Close() error {
 	b.closed = true
 	b.ready.Store(false)
 	b.cancel()
-	if err := b.srv.Close(); err != nil {
+	err := b.srv.Close()
+	b.ackers.close() // after the clients: none can start one any more
+	if err != nil {
 		return fmt.Errorf("broker: close: %w", err)
 	}
 	return nil

@@ -39,16 +39,16 @@ type recorder struct {
 
 func newRecorder() *recorder { return &recorder{got: make(chan Message, 1000)} }
 
-func (r *recorder) handle(_ context.Context, m Message) error {
+func (r *recorder) handle(_ context.Context, m Message) (Pending, error) {
 	r.mu.Lock()
 	r.msgs = append(r.msgs, m)
 	fail := r.fail
 	r.mu.Unlock()
 	r.got <- m
 	if fail != nil {
-		return fail(m)
+		return nil, fail(m)
 	}
-	return nil
+	return nil, nil
 }
 
 func (r *recorder) next(t *testing.T) Message {
@@ -198,10 +198,10 @@ func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
 func TestBroker_PubackOnlyAfterHandlerReturns(t *testing.T) {
 	entered := make(chan struct{})
 	release := make(chan struct{})
-	b := startBroker(t, Options{AllowAnonymous: true, Handler: func(context.Context, Message) error {
+	b := startBroker(t, Options{AllowAnonymous: true, Handler: func(context.Context, Message) (Pending, error) {
 		close(entered)
 		<-release
-		return nil
+		return nil, nil
 	}})
 	c, _ := connect(t, tcpURL(b), "slow")
 	tok := c.Publish("sensors/s/t", 1, false, "1")

@@ -189,7 +189,7 @@ func (e *External) session() (up bool, err error) {
 		if qos > 0 {
 			ctx, cancel = context.WithTimeout(e.ctx, e.opts.AckTimeout)
 		}
-		herr := e.opts.Handler(ctx, Message{
+		herr := handle(ctx, e.opts.Handler, Message{
 			Topic:    m.Topic(),
 			Payload:  m.Payload(),
 			QoS:      qos,

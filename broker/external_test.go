@@ -84,7 +84,7 @@ func TestExternal_handlerErrorRedelivers(t *testing.T) {
 }
 
 func TestNewExternal_invalid(t *testing.T) {
-	h := func(context.Context, Message) error { return nil }
+	h := func(context.Context, Message) (Pending, error) { return nil, nil }
 	for _, o := range []ExternalOptions{
 		{Topics: []string{"a"}, Handler: h},
 		{URL: "tcp://127.0.0.1:1", Handler: h},

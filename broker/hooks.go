@@ -55,7 +55,14 @@ type ingestHook struct {
 func (h *ingestHook) ID() string { return "edgeagent-ingest" }
 
 func (h *ingestHook) Provides(b byte) bool {
-	return b == mqtt.OnPublish || b == mqtt.OnSessionEstablished || b == mqtt.OnPublishDropped || b == mqtt.OnWillSent
+	return b == mqtt.OnPublish || b == mqtt.OnSessionEstablished || b == mqtt.OnPublishDropped || b == mqtt.OnWillSent ||
+		b == mqtt.OnDisconnect
+}
+
+// OnDisconnect stops the client's acker: its read loop has ended, so no
+// publish of it comes any more, and acknowledgements could not be sent.
+func (h *ingestHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	h.b.ackers.stop(cl)
 }
 
 // OnWillSent hands a client's last will to the Handler: mochi publishes wills
@@ -68,7 +75,7 @@ func (h *ingestHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	if b.opts.Handler == nil || strings.HasPrefix(pk.TopicName, "$") {
 		return
 	}
-	err := b.opts.Handler(b.ctx, Message{Topic: pk.TopicName, Payload: pk.Payload, ClientID: cl.ID})
+	err := handle(b.ctx, b.opts.Handler, Message{Topic: pk.TopicName, Payload: pk.Payload, ClientID: cl.ID})
 	if err != nil {
 		b.rejectLog.log("mqtt will not ingested", "client", cl.ID, "topic", pk.TopicName, "err", err)
 	}
@@ -82,10 +89,11 @@ func (h *ingestHook) OnPublishDropped(*mqtt.Client, packets.Packet) {
 	h.b.metrics.dropped.Inc()
 }
 
-// OnPublish runs on the publisher's read goroutine. A nil Handler result lets
-// mochi acknowledge and fan out; an error refuses the message: no PUBACK and
-// no delivery. MQTT 5 QoS 1 publishers get a PUBACK with reason 0x83; 3.1.1
-// (and QoS 2) publishers are disconnected so they resend after reconnecting.
+// OnPublish runs on the publisher's read goroutine. A QoS 1 publish that
+// nobody else could receive goes to the client's acker, which acknowledges
+// it once durable while this goroutine reads on (mochi writes no PUBACK for
+// ErrRejectPacket). Any other publish is handled here: a nil result lets
+// mochi acknowledge and fan out; an error refuses the message (refuse).
 func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	b := h.b
 	if cl.Net.Inline || strings.HasPrefix(pk.TopicName, "$") {
@@ -95,47 +103,68 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		b.skipFanOut(&pk)
 		return pk, nil
 	}
-	qos := min(pk.FixedHeader.Qos, 1)
+	m := Message{
+		Topic:    pk.TopicName,
+		Payload:  pk.Payload,
+		QoS:      min(pk.FixedHeader.Qos, 1),
+		Retained: pk.FixedHeader.Retain,
+		ClientID: cl.ID,
+	}
+	if pk.FixedHeader.Qos == 1 && b.unheard(&pk) {
+		if a := b.ackers.get(cl, b); a != nil {
+			a.take(pk, m)
+			return pk, packets.ErrRejectPacket
+		}
+	}
+	if pk.FixedHeader.Qos > 0 {
+		b.ackers.drain(cl) // mochi acknowledges this one when we return: the acker's first
+	}
 	ctx := b.ctx
-	if qos > 0 && b.opts.AckTimeout > 0 {
+	if m.QoS > 0 && b.opts.AckTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, b.opts.AckTimeout)
 		defer cancel()
 	}
-	err := b.opts.Handler(ctx, Message{
-		Topic:    pk.TopicName,
-		Payload:  pk.Payload,
-		QoS:      qos,
-		Retained: pk.FixedHeader.Retain,
-		ClientID: cl.ID,
-	})
-	if err == nil {
-		b.skipFanOut(&pk)
-		return pk, nil
+	if err := handle(ctx, b.opts.Handler, m); err != nil {
+		return pk, b.refuse(cl, pk.TopicName, pk.FixedHeader.Qos, err)
 	}
+	b.skipFanOut(&pk)
+	return pk, nil
+}
+
+// refuse counts and logs a publish that is not durable and returns what
+// OnPublish returns for it: MQTT 5 QoS 1 publishers get a PUBACK with
+// reason 0x83; 3.1.1 (and QoS 2) publishers are disconnected so they resend
+// after reconnecting; QoS 0 is dropped.
+func (b *Broker) refuse(cl *mqtt.Client, topic string, qos byte, err error) error {
 	b.metrics.rejected.Inc()
-	b.rejectLog.log("mqtt publish refused", "client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos, "err", err)
+	b.rejectLog.log("mqtt publish refused", "client", cl.ID, "topic", topic, "qos", qos, "err", err)
 	switch {
-	case pk.FixedHeader.Qos == 0:
-	case pk.FixedHeader.Qos == 1 && cl.Properties.ProtocolVersion == 5:
-		return pk, packets.ErrImplementationSpecificError // negative PUBACK
+	case qos == 0:
+	case qos == 1 && cl.Properties.ProtocolVersion == 5:
+		return packets.ErrImplementationSpecificError // negative PUBACK
 	default:
 		cl.Stop(packets.ErrServerBusy) // 3.1.1 has no negative PUBACK: drop the link
 	}
-	return pk, packets.ErrRejectPacket
+	return packets.ErrRejectPacket
 }
 
-// skipFanOut marks pk Ignore when nobody could receive it: no client
-// holds a subscription and pk is not retained. mochi then acknowledges pk as
-// usual but skips its subscriber lookup, which walks the topic tree and
-// allocates a set of four maps per publish even when it finds nobody. (The
-// mark, not packets.CodeSuccessIgnore, because an error costs mochi as many
-// allocations in errors.Is as the lookup.) mochi counts a subscription right
+// unheard reports whether nobody could receive pk: no client holds a
+// subscription and pk is not retained. mochi counts a subscription right
 // after indexing it and before writing the SUBACK, so a subscriber never
 // misses a publish sent after its SUBACK. The count leaves out inline
 // (in-process) subscriptions; this broker makes none.
+func (b *Broker) unheard(pk *packets.Packet) bool {
+	return !pk.FixedHeader.Retain && atomic.LoadInt64(&b.srv.Info.Subscriptions) == 0
+}
+
+// skipFanOut marks an unheard pk Ignore: mochi then acknowledges it as
+// usual but skips its subscriber lookup, which walks the topic tree and
+// allocates a set of four maps per publish even when it finds nobody. (The
+// mark, not packets.CodeSuccessIgnore, because an error costs mochi as many
+// allocations in errors.Is as the lookup.)
 func (b *Broker) skipFanOut(pk *packets.Packet) {
-	if !pk.FixedHeader.Retain && atomic.LoadInt64(&b.srv.Info.Subscriptions) == 0 {
+	if b.unheard(pk) {
 		pk.Ignore = true
 	}
 }

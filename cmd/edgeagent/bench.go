@@ -178,7 +178,7 @@ func serveBare(ctx context.Context, clients int, stdout io.Writer) error {
 	reg.MustRegister(count, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	b, err := broker.New(broker.Options{
 		Listen: "127.0.0.1:0", AllowAnonymous: true, MaxClients: clients + 16,
-		Handler: func(context.Context, broker.Message) error { count.Inc(); return nil },
+		Handler: func(context.Context, broker.Message) (broker.Pending, error) { count.Inc(); return nil, nil },
 	})
 	if err != nil {
 		return err

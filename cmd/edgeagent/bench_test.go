@@ -45,7 +45,7 @@ func TestLoadgen_countsExactlyWhatItPublished(t *testing.T) {
 		t.Run(fmt.Sprintf("qos%d", qos), func(t *testing.T) {
 			var n atomic.Int64
 			b, err := broker.New(broker.Options{Listen: "127.0.0.1:0", AllowAnonymous: true,
-				Handler: func(context.Context, broker.Message) error { n.Add(1); return nil }})
+				Handler: func(context.Context, broker.Message) (broker.Pending, error) { n.Add(1); return nil, nil }})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -280,11 +280,15 @@ func (a *App) Start(ctx context.Context) error {
 	// embedded broker hands over client publishes, which are always fresh,
 	// even with the retain flag (ESPHome retains every state).
 	replays := !cfg.MQTT.Embedded
-	handler := func(ctx context.Context, m broker.Message) error {
-		return a.intake.Ingest(ctx, agent.Message{
+	handler := func(ctx context.Context, m broker.Message) (broker.Pending, error) {
+		d, err := a.intake.Submit(ctx, agent.Message{
 			Topic: m.Topic, Payload: m.Payload, ClientID: m.ClientID,
 			Durable: m.QoS > 0, Retained: m.Retained && replays,
 		})
+		if d == nil { // not a typed nil in the interface
+			return nil, err
+		}
+		return d, err
 	}
 
 	if cfg.MQTT.Embedded {

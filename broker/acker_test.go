@@ -1,0 +1,214 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// gate is a Pending the test completes by hand.
+type gate struct {
+	done chan struct{}
+	err  error
+}
+
+func (g *gate) Wait(ctx context.Context) error {
+	select {
+	case <-g.done:
+		return g.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// gatedHandler returns a gate per payload (created on first use by either
+// side) and reports each payload it takes.
+type gatedHandler struct {
+	mu    sync.Mutex
+	gates map[string]*gate
+	took  chan string
+	fail  map[string]error // refused at once
+}
+
+func newGatedHandler() *gatedHandler {
+	return &gatedHandler{gates: map[string]*gate{}, took: make(chan string, 100), fail: map[string]error{}}
+}
+
+func (h *gatedHandler) gate(payload string) *gate {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	g := h.gates[payload]
+	if g == nil {
+		g = &gate{done: make(chan struct{})}
+		h.gates[payload] = g
+	}
+	return g
+}
+
+func (h *gatedHandler) handle(_ context.Context, m Message) (Pending, error) {
+	h.took <- string(m.Payload)
+	h.mu.Lock()
+	err := h.fail[string(m.Payload)]
+	h.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return h.gate(string(m.Payload)), nil
+}
+
+func (h *gatedHandler) open(payload string, err error) {
+	g := h.gate(payload)
+	g.err = err
+	close(g.done)
+}
+
+func (h *gatedHandler) waitTook(t *testing.T, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		select {
+		case got := <-h.took:
+			if got != w {
+				t.Fatalf("handler took %q; want %q", got, w)
+			}
+		case <-time.After(waitLong):
+			t.Fatalf("handler did not take %q while earlier publishes waited for their commit", w)
+		}
+	}
+}
+
+// publish311 writes an MQTT 3.1.1 QoS 1 PUBLISH of payload to topic "s/t".
+func publish311(t *testing.T, c net.Conn, id uint16, payload string, retain bool) {
+	t.Helper()
+	first := byte(0x32)
+	if retain {
+		first |= 1
+	}
+	pk := []byte{first, byte(2 + 3 + 2 + len(payload)), 0, 3, 's', '/', 't', byte(id >> 8), byte(id)}
+	if _, err := c.Write(append(pk, payload...)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readPacket reads one packet of at most 127 bytes: its type byte and body.
+func readPacket(t *testing.T, c net.Conn, within time.Duration) (byte, []byte, error) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(within))
+	head := make([]byte, 2)
+	if _, err := io.ReadFull(c, head); err != nil {
+		return 0, nil, err
+	}
+	body := make([]byte, head[1])
+	if _, err := io.ReadFull(c, body); err != nil {
+		return 0, nil, err
+	}
+	return head[0], body, nil
+}
+
+func wantPuback(t *testing.T, c net.Conn, id uint16) {
+	t.Helper()
+	typ, body, err := readPacket(t, c, waitLong)
+	if err != nil || typ != 0x40 || len(body) < 2 || uint16(body[0])<<8|uint16(body[1]) != id {
+		t.Fatalf("read %x %x, %v; want the PUBACK of %d", typ, body, err, id)
+	}
+}
+
+func noPacket(t *testing.T, c net.Conn, what string) {
+	t.Helper()
+	var ne net.Error
+	if typ, body, err := readPacket(t, c, 200*time.Millisecond); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("read %x %x, %v; want nothing yet: %s", typ, body, err, what)
+	}
+}
+
+// The read goroutine goes on while earlier QoS 1 publishes wait for their
+// commit, and the PUBACKs still go out in the order the publishes came.
+func TestBroker_QoS1_acksInOrderWhileCommitsWait(t *testing.T) {
+	h := newGatedHandler()
+	b := startBroker(t, Options{AllowAnonymous: true, Handler: h.handle})
+	c := rawConnect(t, b, "pipelined", 60)
+	for i, p := range []string{"a", "b", "c"} {
+		publish311(t, c, uint16(i+1), p, false)
+	}
+	h.waitTook(t, "a", "b", "c") // before any is durable
+	h.open("c", nil)
+	h.open("b", nil)
+	noPacket(t, c, "a is not durable, and b and c must not overtake it")
+	h.open("a", nil)
+	for id := range uint16(3) {
+		wantPuback(t, c, id+1)
+	}
+}
+
+// A publish refused while an earlier one waits is refused in its turn: a
+// 3.1.1 client is disconnected after the earlier PUBACK, unacknowledged.
+func TestBroker_QoS1_refusedInTurn(t *testing.T) {
+	h := newGatedHandler()
+	h.fail["bad"] = errors.New("disk full")
+	b := startBroker(t, Options{AllowAnonymous: true, Handler: h.handle})
+	c := rawConnect(t, b, "refused", 60)
+	publish311(t, c, 1, "ok", false)
+	publish311(t, c, 2, "bad", false)
+	h.waitTook(t, "ok", "bad")
+	noPacket(t, c, "the first publish is not durable yet")
+	h.open("ok", nil)
+	wantPuback(t, c, 1)
+	if typ, body, err := readPacket(t, c, waitLong); err == nil {
+		t.Fatalf("read %x %x after the refused publish; want the connection closed", typ, body)
+	}
+}
+
+// A publish mochi acknowledges itself (retained, or with a subscriber to
+// deliver to) waits until the acker has acknowledged every earlier one.
+func TestBroker_QoS1_syncAckAfterPending(t *testing.T) {
+	h := newGatedHandler()
+	b := startBroker(t, Options{AllowAnonymous: true, Handler: h.handle})
+	c := rawConnect(t, b, "mixed", 60)
+	publish311(t, c, 1, "pending", false)
+	h.waitTook(t, "pending")
+	h.open("retained", nil)
+	publish311(t, c, 2, "retained", true)
+	noPacket(t, c, "the retained publish must not be acknowledged before the pending one")
+	h.open("pending", nil)
+	wantPuback(t, c, 1)
+	h.waitTook(t, "retained")
+	wantPuback(t, c, 2)
+}
+
+// A client that leaves with publishes waiting stops its acker, and Close
+// does not wait on their commits.
+func TestBroker_QoS1_leaveWhilePending(t *testing.T) {
+	h := newGatedHandler()
+	b, err := New(Options{Listen: "127.0.0.1:0", AllowAnonymous: true, Handler: h.handle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	left := rawConnect(t, b, "left", 60)
+	publish311(t, left, 1, "never", false)
+	h.waitTook(t, "never")
+	left.Close()
+	stays := rawConnect(t, b, "stays", 60)
+	publish311(t, stays, 1, "forever", false)
+	h.waitTook(t, "forever")
+	closed := make(chan error, 1)
+	go func() { closed <- b.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitLong):
+		t.Fatal("Close waits on publishes that are never durable")
+	}
+	b.ackers.mu.Lock()
+	defer b.ackers.mu.Unlock()
+	if n := len(b.ackers.m); n != 0 {
+		t.Fatalf("%d ackers left after Close", n)
+	}
+}
