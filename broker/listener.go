@@ -24,7 +24,9 @@ import (
 //   - keeps accepting after transient Accept errors (EMFILE);
 //   - owns every per-connection goroutine: Close closes the socket, disconnects
 //     the clients, closes connections still in their handshake, and waits, so
-//     mochi's ClientsWg never sees an Add concurrent with its Wait (#541/#488).
+//     mochi's ClientsWg never sees an Add concurrent with its Wait (mochi
+//     issue #424, its fix PR #508 not merged; #541 is another race of Close
+//     against a connection being set up).
 type listener struct {
 	id      string
 	ln      net.Listener
