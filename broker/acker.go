@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"sync"
-	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -33,29 +32,27 @@ type acker struct {
 // ackItem is one publish to acknowledge, or, with barrier, a mark the read
 // goroutine waits for (drain).
 type ackItem struct {
-	id       uint16
-	topic    string
-	p        Pending   // nil: nothing to wait for
-	err      error     // the Handler refused it
-	deadline time.Time // zero: none (Options.AckTimeout)
-	barrier  chan struct{}
+	id      uint16
+	topic   string
+	p       Pending         // nil: nothing to wait for
+	err     error           // the Handler refused it
+	ctx     context.Context // the Handler's, with Options.AckTimeout from arrival
+	cancel  context.CancelFunc
+	barrier chan struct{}
 }
 
 // take hands m to the Handler and queues its acknowledgement. It runs on
 // the client's read goroutine and blocks while the queue is full.
 func (a *acker) take(pk packets.Packet, m Message) {
-	it := ackItem{id: pk.PacketID, topic: pk.TopicName}
-	ctx := a.ctx
-	if a.b.opts.AckTimeout > 0 { // it bounds the Handler too, as on the read goroutine
-		it.deadline = time.Now().Add(a.b.opts.AckTimeout)
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(a.ctx, it.deadline)
-		defer cancel()
+	it := ackItem{id: pk.PacketID, topic: pk.TopicName, ctx: a.ctx, cancel: func() {}}
+	if a.b.opts.AckTimeout > 0 { // from arrival, for the Handler and the wait
+		it.ctx, it.cancel = context.WithTimeout(a.ctx, a.b.opts.AckTimeout)
 	}
-	it.p, it.err = a.b.opts.Handler(ctx, m)
+	it.p, it.err = a.b.opts.Handler(it.ctx, m)
 	select {
 	case a.q <- it:
 	case <-a.ctx.Done(): // gone: there is no one to acknowledge
+		it.cancel()
 	}
 }
 
@@ -72,13 +69,9 @@ func (a *acker) run() {
 			}
 			err := it.err
 			if err == nil && it.p != nil {
-				ctx, cancel := a.ctx, context.CancelFunc(func() {})
-				if !it.deadline.IsZero() {
-					ctx, cancel = context.WithDeadline(a.ctx, it.deadline)
-				}
-				err = it.p.Wait(ctx)
-				cancel()
+				err = it.p.Wait(it.ctx)
 			}
+			it.cancel()
 			if failed || a.ctx.Err() != nil {
 				continue
 			}
