@@ -74,7 +74,7 @@ func (db *DB) retain(tx *bolt.Tx, ob *outboxDelta, force bool) (retentionResult,
 		if most := db.opts.MaxRawPerSensor; most > 0 {
 			excess = cnt - most
 		}
-		n, err := dropOldest(b, &db.w.arena, budget, func(ts uint64, i int) bool {
+		n, err := db.dropRaw(b, budget, func(ts uint64, i int) bool {
 			if i < excess || ts < rawCut {
 				return true
 			}
@@ -83,9 +83,6 @@ func (db *DB) retain(tx *bolt.Tx, ob *outboxDelta, force bool) (retentionResult,
 		})
 		if err != nil {
 			return res, fmt.Errorf("sensor %q: raw retention: %w", s, err)
-		}
-		if _, err := addReadings(b, -n); err != nil {
-			return res, fmt.Errorf("sensor %q: count readings: %w", s, err)
 		}
 		budget -= n
 		res.rawExpired += n
@@ -269,15 +266,9 @@ func (db *DB) trimRaw(rb *bolt.Bucket, sensors []string, budget int) (int, error
 				continue
 			}
 			b.FillPercent = fillPercent
-			if _, err := readingCount(b); err != nil {
-				return total, fmt.Errorf("sensor %q: count readings: %w", name, err)
-			}
-			n, err := dropOldest(b, &w.arena, budget, func(ts uint64, _ int) bool { return ts < w.trimCut })
+			n, err := db.dropRaw(b, budget, func(ts uint64, _ int) bool { return ts < w.trimCut })
 			if err != nil {
 				return total, fmt.Errorf("sensor %q: byte budget trim: %w", name, err)
-			}
-			if _, err := addReadings(b, -n); err != nil {
-				return total, fmt.Errorf("sensor %q: count readings: %w", name, err)
 			}
 			budget -= n
 			total += n
@@ -322,6 +313,22 @@ func (db *DB) trimOldest(rb *bolt.Bucket, sensors []string, budget int) (int, er
 		total += n
 	}
 	return total, nil
+}
+
+// dropRaw is dropOldest on a sensor's raw bucket, keeping its reading
+// count (readingCount) in step.
+func (db *DB) dropRaw(b *bolt.Bucket, max int, drop func(ts uint64, deleted int) bool) (int, error) {
+	if _, err := readingCount(b); err != nil {
+		return 0, fmt.Errorf("count readings: %w", err)
+	}
+	n, err := dropOldest(b, &db.w.arena, max, drop)
+	if err != nil {
+		return n, err
+	}
+	if _, err := addReadings(b, -n); err != nil {
+		return n, fmt.Errorf("count readings: %w", err)
+	}
+	return n, nil
 }
 
 // dropSensors is how many sensors retention reads between drops of the
