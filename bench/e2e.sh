@@ -98,9 +98,10 @@ bench --sensors 1000 --clients 200 --inflight 4 --qos 1 --rate 20000 --duration 
 stop_agent
 
 echo
-echo "## 5. QoS 0 at 20,000 readings/s: end-to-end latency from the live stream, CPU per reading at a steady rate"
+echo "## 5. QoS 0 at 20,000 readings/s: end-to-end latency from the live stream, CPU per reading at a steady rate;"
+echo "##    first the bare broker delivering the same load to one subscriber (the issue's baseline; one client takes it at this rate)"
 start_agent steady
-bench --sensors 1000 --clients 8 --rate 20000 --duration "$DUR"
+bench --sensors 1000 --clients 8 --rate 20000 --duration "$DUR" --compare-bare --baseline subscriber
 stop_agent
 
 echo

@@ -119,6 +119,28 @@ func TestBench_agentCountsMatchPublished(t *testing.T) {
 	}
 }
 
+// The issue's baseline, a subscriber counting messages: at a rate one
+// client can take, it counts every published reading.
+func TestBench_bareSubscriberCountsPublished(t *testing.T) {
+	var out, errOut bytes.Buffer
+	err := runBench(context.Background(), []string{
+		"--bare", "--baseline", "subscriber", "--clients", "4", "--sensors", "100", "--count", "3000", "--rate", "3000",
+		"--bare-bin", buildNativeAgent(t),
+	}, &out, &errOut)
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, errOut.String())
+	}
+	line := regexp.MustCompile(`(?m)^RESULT mode=bare-subscriber .*$`).FindString(out.String())
+	if line == "" {
+		t.Fatalf("no bare-subscriber RESULT line in:\n%s", out.String())
+	}
+	for key, want := range map[string]int64{"published": 3000, "processed_n": 3000, "lost": 0} {
+		if got := resultField(t, line, key); got != want {
+			t.Errorf("%s = %d; want %d\n%s", key, got, want, out.String())
+		}
+	}
+}
+
 func TestBench_retentionIsNotADrop(t *testing.T) {
 	before := loadgen.Samples{
 		`edgeagent_storage_dropped_total{reason="byte_budget"}`:   100,
