@@ -3,6 +3,7 @@ package anomaly
 import (
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/edgeagent/edgeagent/agent"
 )
@@ -232,7 +233,7 @@ func (e *autoFeat) warm(x, n float64) {
 // rather than a burst. O(1) per reading, no allocation, about 1.3 KB of
 // state (docs/anomaly-quality.md).
 type Auto struct {
-	p AutoParams
+	p *AutoParams // shared by every Auto with the same parameters (internAuto)
 
 	n       int64
 	last    float64
@@ -262,18 +263,38 @@ func NewAuto(p AutoParams) (*Auto, error) {
 	if err := p.validate(); err != nil {
 		return nil, err
 	}
-	return &Auto{p: p}, nil
+	return &Auto{p: internAuto(p)}, nil
+}
+
+// autoParams holds one copy of each parameter set in use. Every sensor has
+// an Auto; with a copy of its own each reading also read ~400 bytes of
+// parameters from wherever that sensor's state was, while one shared copy
+// stays in the nearer caches. Sets are few (the rules') and not freed.
+var autoParams = struct {
+	sync.Mutex
+	m map[AutoParams]*AutoParams
+}{m: map[AutoParams]*AutoParams{}}
+
+func internAuto(p AutoParams) *AutoParams {
+	autoParams.Lock()
+	defer autoParams.Unlock()
+	q, ok := autoParams.m[p]
+	if !ok {
+		q = &p
+		autoParams.m[p] = q
+	}
+	return q
 }
 
 // Params returns the detector's parameters.
-func (d *Auto) Params() AutoParams { return d.p }
+func (d *Auto) Params() AutoParams { return *d.p }
 
 func (d *Auto) Type() string { return TypeAuto }
 
 // Update scores v at reading time t (Unix ns: only the time of day is used,
 // for the daily profile) and learns it.
 func (d *Auto) Update(t int64, v float64) float64 {
-	p := &d.p
+	p := d.p
 	d.z, d.ratio = 0, 0
 	if d.n == 0 {
 		d.n, d.last, d.fast = 1, v, v
@@ -436,7 +457,7 @@ func (d *Auto) calibrate(s float64) float64 {
 // learnDaily updates the time-of-day profile with v and returns the robust
 // z of v against it; ok is false while the bin or the gate is not ready.
 func (d *Auto) learnDaily(t int64, v float64) (z float64, ok bool) {
-	p := &d.p
+	p := d.p
 	if p.Weights[autoDaily] == 0 {
 		return 0, false
 	}
@@ -474,7 +495,7 @@ func (d *Auto) Band() (agent.Band, bool) {
 	}
 	e := &d.f[autoLevel]
 	k := d.p.Threshold * max(e.peak, d.p.PeakFloor) / max(d.p.Weights[autoLevel], 1e-9)
-	s := e.sigma(&d.p) * min(k, 1e6)
+	s := e.sigma(d.p) * min(k, 1e6)
 	return agent.Band{Lo: e.loc - s, Hi: e.loc + s}, true
 }
 

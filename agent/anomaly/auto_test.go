@@ -227,3 +227,25 @@ func TestAuto_invalidParams(t *testing.T) {
 		}
 	}
 }
+
+// Autos with the same parameters share one copy of them; the copy is the
+// caller's value at NewAuto.
+func TestNewAuto_sharesParams(t *testing.T) {
+	p := DefaultAutoParams()
+	a, err := NewAuto(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := NewAuto(DefaultAutoParams())
+	if a.p != b.p {
+		t.Error("two Autos with the default parameters hold two copies")
+	}
+	p.Threshold = 3
+	if a.Params().Threshold != DefaultAutoParams().Threshold {
+		t.Error("changing the caller's AutoParams changed the detector's")
+	}
+	c, _ := NewAuto(p)
+	if c.p == a.p || c.Params().Threshold != 3 {
+		t.Errorf("Auto with Threshold 3 shares the defaults (%v)", c.Params().Threshold)
+	}
+}
