@@ -38,7 +38,7 @@ test: deps lint check-systemd check-deb ## Install what the tests need, lint, un
 test-short: ## Unit tests without the slow end-to-end ones
 	$(GO) test -short ./...
 
-bench: build ## Micro-benchmarks and end-to-end runs (agent vs bare broker, same load); bench/results.txt (~9 min)
+bench: build ## Micro-benchmarks and end-to-end runs (agent vs bare broker, same load); bench/results.txt (~10 min)
 	@mkdir -p bench
 	set -o pipefail; { \
 	  $(GO) test -run '^$$' -bench . -benchmem -benchtime 100ms -count 3 ./agent/... ./broker/ && \

@@ -67,9 +67,9 @@ echo "  agent idle 30 s: $(status 'VmRSS|RssAnon|RssFile')"
 stop_agent
 
 echo
-echo "## 2. QoS 0, as fast as accepted, 8 clients, 1000 sensors (bare broker first, same load), ${ROUNDS:-3} rounds, fresh agent each"
+echo "## 2. QoS 0, as fast as accepted, 8 clients, 1000 sensors (bare broker first, same load), ${ROUNDS:-5} rounds, fresh agent each"
 ratios=()
-for round in $(seq "${ROUNDS:-3}"); do
+for round in $(seq "${ROUNDS:-5}"); do
 	echo "### round $round"
 	start_agent "qos0-$round"
 	out=$(bench --sensors 1000 --clients 8 --rate 0 --duration "$DUR" --compare-bare)
