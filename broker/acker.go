@@ -3,6 +3,8 @@ package broker
 import (
 	"context"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -13,6 +15,12 @@ import (
 // first is acknowledged (TCP backpressure). Devices keep one or a few in
 // flight; the queue's memory (32 × 88 bytes) is taken per client.
 const ackQueue = 32
+
+// ackIdle is how long an acker waits for a publish to acknowledge before it
+// ends; the client's next QoS 1 publish starts another. A device that
+// publishes every few seconds then holds no goroutine (~8 KB of stack) and
+// no queue between its publishes.
+const ackIdle = 2 * time.Second
 
 // acker acknowledges one client's QoS 1 publishes in the order they came,
 // each once its Pending is durable, on a goroutine of its own. mochi's own
@@ -25,8 +33,9 @@ type acker struct {
 	b      *Broker
 	cl     *mqtt.Client
 	q      chan ackItem
-	ctx    context.Context // ends when the client leaves or the broker closes
+	ctx    context.Context // ends when the client leaves, the acker retires or the broker closes
 	cancel context.CancelFunc
+	users  atomic.Int32 // callers between hold and release: they may be about to queue
 }
 
 // ackItem is one publish to acknowledge, or, with barrier, a mark the read
@@ -41,9 +50,11 @@ type ackItem struct {
 	barrier chan struct{}
 }
 
-// take hands m to the Handler and queues its acknowledgement. It runs on
-// the client's read goroutine and blocks while the queue is full.
+// take hands m to the Handler and queues its acknowledgement, then
+// releases the hold on a. It runs on the client's read goroutine and blocks
+// while the queue is full.
 func (a *acker) take(pk packets.Packet, m Message) {
+	defer a.users.Add(-1)
 	it := ackItem{id: pk.PacketID, topic: pk.TopicName, ctx: a.ctx, cancel: func() {}}
 	if a.b.opts.AckTimeout > 0 { // from arrival, for the Handler and the wait
 		it.ctx, it.cancel = context.WithTimeout(a.ctx, a.b.opts.AckTimeout)
@@ -56,13 +67,21 @@ func (a *acker) take(pk packets.Packet, m Message) {
 	}
 }
 
-func (a *acker) run() {
+func (a *acker) run(as *ackers) {
+	idle := time.NewTimer(as.idle)
+	defer idle.Stop()
 	failed := false // a 3.1.1 link was dropped: acknowledge nothing more
 	for {
 		select {
 		case <-a.ctx.Done():
 			return
+		case <-idle.C:
+			if as.retire(a) {
+				return
+			}
+			idle.Reset(as.idle)
 		case it := <-a.q:
+			idle.Reset(as.idle)
 			if it.barrier != nil {
 				close(it.barrier)
 				continue
@@ -97,37 +116,58 @@ func puback(id uint16, code packets.Code) packets.Packet {
 	return pk
 }
 
-// ackers holds the acker of each client that has sent a QoS 1 publish.
+// ackers holds the acker of each client that has sent a QoS 1 publish in
+// the last ackIdle.
 type ackers struct {
 	mu     sync.Mutex
 	closed bool
 	m      map[*mqtt.Client]*acker
 	wg     sync.WaitGroup
+	idle   time.Duration // ackIdle; tests shorten it
 }
 
-// get returns cl's acker, starting it; nil once the broker is closing.
-func (as *ackers) get(cl *mqtt.Client, b *Broker) *acker {
+// hold returns cl's acker, starting one if start, and counts the caller as
+// a user until it calls a.users.Add(-1) (take does); nil if cl has none and
+// start is false, or once the broker is closing.
+func (as *ackers) hold(cl *mqtt.Client, b *Broker, start bool) *acker {
 	as.mu.Lock()
 	defer as.mu.Unlock()
 	if as.closed {
 		return nil
 	}
 	a := as.m[cl]
-	if a == nil {
+	if a == nil && start {
 		a = &acker{b: b, cl: cl, q: make(chan ackItem, ackQueue)}
 		a.ctx, a.cancel = context.WithCancel(b.ctx)
 		as.m[cl] = a
-		as.wg.Go(a.run)
+		as.wg.Go(func() { a.run(as) })
+	}
+	if a != nil {
+		a.users.Add(1)
 	}
 	return a
+}
+
+// retire ends a if nothing is queued and nobody holds it: a caller counts
+// itself under as.mu and queues before it lets go, so once both are zero
+// here the next publish finds no acker and starts another.
+func (as *ackers) retire(a *acker) bool {
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	if a.users.Load() > 0 || len(a.q) > 0 {
+		return false
+	}
+	if as.m[a.cl] == a {
+		delete(as.m, a.cl)
+	}
+	a.cancel()
+	return true
 }
 
 // drain returns once every publish cl's acker holds is acknowledged (or
 // refused), so that an acknowledgement mochi writes next keeps the order.
 func (as *ackers) drain(cl *mqtt.Client) {
-	as.mu.Lock()
-	a := as.m[cl]
-	as.mu.Unlock()
+	a := as.hold(cl, nil, false)
 	if a == nil {
 		return
 	}
@@ -135,8 +175,8 @@ func (as *ackers) drain(cl *mqtt.Client) {
 	select {
 	case a.q <- ackItem{barrier: done}:
 	case <-a.ctx.Done():
-		return
 	}
+	a.users.Add(-1)
 	select {
 	case <-done:
 	case <-a.ctx.Done():

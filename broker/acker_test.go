@@ -212,3 +212,73 @@ func TestBroker_QoS1_leaveWhilePending(t *testing.T) {
 		t.Fatalf("%d ackers left after Close", n)
 	}
 }
+
+// shortIdle makes b's ackers retire after d without a publish (under the
+// lock, so the ackers started later see it).
+func shortIdle(b *Broker, d time.Duration) {
+	b.ackers.mu.Lock()
+	b.ackers.idle = d
+	b.ackers.mu.Unlock()
+}
+
+func ackersRunning(b *Broker) int {
+	b.ackers.mu.Lock()
+	defer b.ackers.mu.Unlock()
+	return len(b.ackers.m)
+}
+
+// An acker with nothing to acknowledge for its idle time ends (its
+// goroutine and queue go), and the client's next QoS 1 publish starts
+// another.
+func TestBroker_QoS1_ackerRetiresWhenIdle(t *testing.T) {
+	h := newGatedHandler()
+	b := startBroker(t, Options{AllowAnonymous: true, Handler: h.handle})
+	shortIdle(b, 50*time.Millisecond)
+	c := rawConnect(t, b, "sometimes", 60)
+	h.open("first", nil)
+	publish311(t, c, 1, "first", false)
+	h.waitTook(t, "first")
+	wantPuback(t, c, 1)
+	for deadline := time.Now().Add(waitLong); ackersRunning(b) > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the acker did not retire while its client was idle")
+		}
+	}
+	publish311(t, c, 2, "pending", false) // a new acker, which waits for the commit
+	h.waitTook(t, "pending")
+	time.Sleep(200 * time.Millisecond) // four idle times
+	if ackersRunning(b) != 1 {
+		t.Fatal("the acker retired with a publish waiting for its commit")
+	}
+	h.open("pending", nil)
+	wantPuback(t, c, 2)
+}
+
+// Publishes that come about when the acker's idle time runs out are all
+// acknowledged, in order: an acker retires only when nothing is queued and
+// no publish is on its way in.
+func TestBroker_QoS1_retireRacesPublishes(t *testing.T) {
+	b := startBroker(t, Options{AllowAnonymous: true,
+		Handler: func(context.Context, Message) (Pending, error) { return nil, nil }})
+	shortIdle(b, time.Millisecond)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		c := rawConnect(t, b, "racer"+string(rune('a'+i)), 60)
+		wg.Go(func() {
+			for id := uint16(1); id <= 150; id++ {
+				if _, err := c.Write([]byte{0x32, 8, 0, 3, 's', '/', 't', byte(id >> 8), byte(id), 'x'}); err != nil {
+					t.Error(err)
+					return
+				}
+				c.SetReadDeadline(time.Now().Add(waitLong))
+				ack := make([]byte, 4)
+				if _, err := io.ReadFull(c, ack); err != nil || ack[0] != 0x40 || uint16(ack[2])<<8|uint16(ack[3]) != id {
+					t.Errorf("client %d: read %x, %v; want the PUBACK of %d", i, ack, err, id)
+					return
+				}
+				time.Sleep(time.Duration(id%3) * 500 * time.Microsecond) // around the idle time
+			}
+		})
+	}
+	wg.Wait()
+}

@@ -140,7 +140,7 @@ func New(opts Options) (*Broker, error) {
 		return nil, errors.New("broker: no listener: set Listen, TLSListen or WSListen")
 	}
 	b := &Broker{opts: opts, log: opts.Logger.With("component", "broker"), listeners: map[string]*listener{},
-		ackers: ackers{m: map[*mqtt.Client]*acker{}}}
+		ackers: ackers{m: map[*mqtt.Client]*acker{}, idle: ackIdle}}
 	if opts.TLSListen != "" {
 		cert, err := tls.LoadX509KeyPair(opts.TLSCert, opts.TLSKey)
 		if err != nil {
