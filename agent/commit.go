@@ -47,6 +47,16 @@ func (c *Commit) Done(err error) {
 	}
 }
 
+// Ready reports whether every reading is done, so that Wait returns at once.
+func (c *Commit) Ready() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Wait blocks until every reading is done or ctx ends, and returns the first
 // error given to Done, or ctx's error.
 func (c *Commit) Wait(ctx context.Context) error {

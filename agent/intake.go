@@ -125,6 +125,9 @@ type Durable struct {
 	topic string
 }
 
+// Ready reports whether Wait would return at once.
+func (d *Durable) Ready() bool { return d == nil || d.c.Ready() }
+
 // Wait returns nil once every reading of the message is committed, or why
 // not: storage failed, the Intake's ack timeout passed, or ctx ended. A
 // nil Durable has nothing to wait for.

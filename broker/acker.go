@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"bytes"
 	"context"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,8 +72,10 @@ func (a *acker) take(pk packets.Packet, m Message) {
 func (a *acker) run(as *ackers) {
 	idle := time.NewTimer(as.idle)
 	defer idle.Stop()
-	failed := false // a 3.1.1 link was dropped: acknowledge nothing more
+	var acks []uint16 // durable publishes whose PUBACKs are not written yet
+	failed := false   // a 3.1.1 link was dropped: acknowledge nothing more
 	for {
+		var it ackItem
 		select {
 		case <-a.ctx.Done():
 			return
@@ -80,32 +84,112 @@ func (a *acker) run(as *ackers) {
 				return
 			}
 			idle.Reset(as.idle)
-		case it := <-a.q:
-			idle.Reset(as.idle)
-			if it.barrier != nil {
-				close(it.barrier)
-				continue
-			}
-			err := it.err
-			if err == nil && it.p != nil {
-				err = it.p.Wait(it.ctx)
-			}
-			it.cancel()
-			if failed || a.ctx.Err() != nil {
-				continue
-			}
-			code := packets.CodeSuccess
-			if err != nil {
-				if a.b.refuse(a.cl, it.topic, 1, err) != packets.ErrImplementationSpecificError {
-					failed = true // refuse dropped the link
-					continue
-				}
-				code = packets.ErrImplementationSpecificError
-			}
-			_ = a.cl.WritePacket(puback(it.id, code))
+			continue
+		case it = <-a.q:
 		}
+		idle.Reset(as.idle)
+		// Acknowledge it and the queued publishes already durable behind it
+		// with one write: a write system call per PUBACK was 28% of the
+		// agent's CPU at 200 clients.
+		for {
+			if it.barrier != nil {
+				acks = a.write(acks)
+				close(it.barrier)
+			} else if err := a.settle(it); failed || a.ctx.Err() != nil {
+			} else if err == nil {
+				acks = append(acks, it.id)
+			} else {
+				acks = a.write(acks)
+				failed = a.refuse(it, err)
+			}
+			if len(a.q) == 0 || len(acks) >= maxAcksWrite {
+				break
+			}
+			if it = <-a.q; it.p != nil && !it.p.Ready() {
+				acks = a.write(acks) // don't hold these while it commits
+			}
+		}
+		acks = a.write(acks)
 	}
 }
+
+// maxAcksWrite bounds the PUBACKs one write carries (4 bytes each).
+const maxAcksWrite = 64
+
+// settle waits for it to be durable, or for why it is not.
+func (a *acker) settle(it ackItem) error {
+	defer it.cancel()
+	if it.err == nil && it.p != nil {
+		return it.p.Wait(it.ctx)
+	}
+	return it.err
+}
+
+// refuse answers a publish that is not durable and reports whether the
+// link was dropped (MQTT 3.1.1 has no negative PUBACK).
+func (a *acker) refuse(it ackItem, err error) bool {
+	if a.b.refuse(a.cl, it.topic, 1, err) != packets.ErrImplementationSpecificError {
+		return true
+	}
+	_ = a.cl.WritePacket(puback(it.id, packets.ErrImplementationSpecificError))
+	return false
+}
+
+// write sends the success PUBACKs of ids in one write if it can, else one
+// by one through mochi, and returns ids emptied.
+func (a *acker) write(ids []uint16) []uint16 {
+	if len(ids) == 0 {
+		return ids
+	}
+	var buf bytes.Buffer
+	for _, id := range ids {
+		pk := puback(id, packets.CodeSuccess)
+		pk.ProtocolVersion = a.cl.Properties.ProtocolVersion // as WritePacket sets it
+		_ = pk.PubackEncode(&buf)                            // a success PUBACK always encodes
+	}
+	if !a.writeDirect(buf.Bytes(), len(ids)) {
+		for _, id := range ids {
+			_ = a.cl.WritePacket(puback(id, packets.CodeSuccess))
+		}
+	}
+	return ids[:0]
+}
+
+// writeDirect writes the n encoded packets in b to the client's connection
+// under the client's lock, as WritePacket writes one packet when it holds
+// none for the client. It reports false, having written nothing, when
+// mochi holds packets for the client in its write buffer (outbuf, filled
+// while deliveries are queued): an earlier PUBACK may be among them.
+func (a *acker) writeDirect(b []byte, n int) bool {
+	if outbufField < 0 {
+		return false
+	}
+	cl := a.cl
+	cl.Lock()
+	defer cl.Unlock()
+	if !reflect.ValueOf(&cl.Net).Elem().Field(outbufField).IsNil() {
+		return false
+	}
+	if cl.Closed() || cl.Net.Conn == nil {
+		return true // WritePacket would write nothing either
+	}
+	if _, err := cl.Net.Conn.Write(b); err == nil { // as WritePacket, which counts only what it wrote
+		atomic.AddInt64(&a.b.srv.Info.BytesSent, int64(len(b)))
+		atomic.AddInt64(&a.b.srv.Info.PacketsSent, int64(n))
+	}
+	return true
+}
+
+// outbufField is the index of mochi's (unexported) ClientConnection.outbuf
+// in the struct, or -1 if this mochi has none: then every PUBACK goes
+// through WritePacket. TestOutbufField fails on a mochi without it.
+var outbufField = func() int {
+	f, ok := reflect.TypeFor[mqtt.ClientConnection]().FieldByName("outbuf")
+	if !ok || f.Type != reflect.TypeFor[*bytes.Buffer]() || len(f.Index) != 1 {
+		return -1
+	}
+	return f.Index[0]
+}()
 
 // puback is the PUBACK mochi would build for packet id.
 func puback(id uint16, code packets.Code) packets.Packet {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -14,6 +15,15 @@ import (
 type gate struct {
 	done chan struct{}
 	err  error
+}
+
+func (g *gate) Ready() bool {
+	select {
+	case <-g.done:
+		return true
+	default:
+		return false
+	}
 }
 
 func (g *gate) Wait(ctx context.Context) error {
@@ -281,4 +291,43 @@ func TestBroker_QoS1_retireRacesPublishes(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// mochi still has the write buffer the acker checks before it writes
+// PUBACKs beside WritePacket; without it every PUBACK takes WritePacket.
+func TestOutbufField(t *testing.T) {
+	if outbufField < 0 {
+		t.Fatal("mqtt.ClientConnection has no outbuf *bytes.Buffer: PUBACKs are no longer written together")
+	}
+}
+
+// PUBACKs of publishes durable together go out together, in order, and
+// mochi's counters of packets sent include them.
+func TestBroker_QoS1_durableTogetherAckedTogether(t *testing.T) {
+	h := newGatedHandler()
+	b := startBroker(t, Options{AllowAnonymous: true, Handler: h.handle})
+	c := rawConnect(t, b, "window", 60)
+	sent := atomic.LoadInt64(&b.srv.Info.PacketsSent)
+	for id := range uint16(5) {
+		publish311(t, c, id+1, string(rune('a'+id)), false)
+	}
+	h.waitTook(t, "a", "b", "c", "d", "e")
+	for _, p := range []string{"e", "d", "c", "b"} {
+		h.open(p, nil)
+	}
+	noPacket(t, c, "a is not durable")
+	h.open("a", nil)
+	c.SetReadDeadline(time.Now().Add(waitLong))
+	all := make([]byte, 5*4)
+	if _, err := io.ReadFull(c, all); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if got := all[4*i : 4*i+4]; got[0] != 0x40 || got[1] != 2 || int(got[3]) != i+1 {
+			t.Fatalf("PUBACK %d: %x; want 40 02 00 %02x (all: %x)", i+1, got, i+1, all)
+		}
+	}
+	if d := atomic.LoadInt64(&b.srv.Info.PacketsSent) - sent; d != 5 {
+		t.Errorf("mochi counted %d packets sent; want the 5 PUBACKs", d)
+	}
 }

@@ -41,6 +41,8 @@ type Handler func(ctx context.Context, m Message) (Pending, error)
 type Pending interface {
 	// Wait returns nil once the message is durable, or why it is not.
 	Wait(ctx context.Context) error
+	// Ready reports whether Wait would return at once.
+	Ready() bool
 }
 
 // handle runs h and waits for what it returns: the whole of a message.
