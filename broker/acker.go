@@ -38,6 +38,7 @@ type acker struct {
 	ctx    context.Context // ends when the client leaves, the acker retires or the broker closes
 	cancel context.CancelFunc
 	users  atomic.Int32 // callers between hold and release: they may be about to queue
+	out    bytes.Buffer // run's encoded PUBACKs (write)
 }
 
 // ackItem is one publish to acknowledge, or, with barrier, a mark the read
@@ -56,7 +57,7 @@ type ackItem struct {
 // releases the hold on a. It runs on the client's read goroutine and blocks
 // while the queue is full.
 func (a *acker) take(pk packets.Packet, m Message) {
-	defer a.users.Add(-1)
+	defer a.release()
 	it := ackItem{id: pk.PacketID, topic: pk.TopicName, ctx: a.ctx, cancel: func() {}}
 	if a.b.opts.AckTimeout > 0 { // from arrival, for the Handler and the wait
 		it.ctx, it.cancel = context.WithTimeout(a.ctx, a.b.opts.AckTimeout)
@@ -95,12 +96,16 @@ func (a *acker) run(as *ackers) {
 			if it.barrier != nil {
 				acks = a.write(acks)
 				close(it.barrier)
-			} else if err := a.settle(it); failed || a.ctx.Err() != nil {
-			} else if err == nil {
-				acks = append(acks, it.id)
 			} else {
-				acks = a.write(acks)
-				failed = a.refuse(it, err)
+				err := a.settle(it)
+				switch {
+				case failed || a.ctx.Err() != nil: // no one to acknowledge any more
+				case err == nil:
+					acks = append(acks, it.id)
+				default:
+					acks = a.write(acks)
+					failed = a.refuse(it, err)
+				}
 			}
 			if len(a.q) == 0 || len(acks) >= maxAcksWrite {
 				break
@@ -141,13 +146,13 @@ func (a *acker) write(ids []uint16) []uint16 {
 	if len(ids) == 0 {
 		return ids
 	}
-	var buf bytes.Buffer
+	a.out.Reset()
 	for _, id := range ids {
 		pk := puback(id, packets.CodeSuccess)
 		pk.ProtocolVersion = a.cl.Properties.ProtocolVersion // as WritePacket sets it
-		_ = pk.PubackEncode(&buf)                            // a success PUBACK always encodes
+		_ = pk.PubackEncode(&a.out)                          // a success PUBACK always encodes
 	}
-	if !a.writeDirect(buf.Bytes(), len(ids)) {
+	if !a.writeDirect(a.out.Bytes(), len(ids)) {
 		for _, id := range ids {
 			_ = a.cl.WritePacket(puback(id, packets.CodeSuccess))
 		}
@@ -211,8 +216,8 @@ type ackers struct {
 }
 
 // hold returns cl's acker, starting one if start, and counts the caller as
-// a user until it calls a.users.Add(-1) (take does); nil if cl has none and
-// start is false, or once the broker is closing.
+// a user until it calls release (take does); nil if cl has none and start
+// is false, or once the broker is closing.
 func (as *ackers) hold(cl *mqtt.Client, b *Broker, start bool) *acker {
 	as.mu.Lock()
 	defer as.mu.Unlock()
@@ -231,6 +236,9 @@ func (as *ackers) hold(cl *mqtt.Client, b *Broker, start bool) *acker {
 	}
 	return a
 }
+
+// release ends a hold (see retire).
+func (a *acker) release() { a.users.Add(-1) }
 
 // retire ends a if nothing is queued and nobody holds it: a caller counts
 // itself under as.mu and queues before it lets go, so once both are zero
@@ -260,7 +268,7 @@ func (as *ackers) drain(cl *mqtt.Client) {
 	case a.q <- ackItem{barrier: done}:
 	case <-a.ctx.Done():
 	}
-	a.users.Add(-1)
+	a.release()
 	select {
 	case <-done:
 	case <-a.ctx.Done():

@@ -230,8 +230,8 @@ func (e *autoFeat) warm(x, n float64) {
 // largest ratio. The bar is raised for a while after the warm-up, a ratio
 // that does not beat the recent largest is damped, and after a high score
 // it holds off for a while, so an incident gives one early high score
-// rather than a burst. O(1) per reading, no allocation, about 1.3 KB of
-// state (docs/anomaly-quality.md).
+// rather than a burst. O(1) per reading, no allocation, about 1 KB of
+// state besides the shared parameters (docs/anomaly-quality.md).
 type Auto struct {
 	p *AutoParams // shared by every Auto with the same parameters (internAuto)
 

@@ -103,6 +103,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("bench: --baseline %q: want subscriber, hook or both", *baseline)
 	}
 	if *bareServe {
+		if len(baselines) != 1 {
+			return fmt.Errorf("bench: --bare-serve serves one --baseline, not %q", *baseline)
+		}
 		return serveBare(ctx, o.Clients, *baseline, stdout)
 	}
 	var bareReps []benchReport
