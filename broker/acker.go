@@ -208,6 +208,7 @@ func puback(id uint16, code packets.Code) packets.Packet {
 // ackers holds the acker of each client that has sent a QoS 1 publish in
 // the last ackIdle.
 type ackers struct {
+	b      *Broker
 	mu     sync.Mutex
 	closed bool
 	m      map[*mqtt.Client]*acker
@@ -218,7 +219,7 @@ type ackers struct {
 // hold returns cl's acker, starting one if start, and counts the caller as
 // a user until it calls release (take does); nil if cl has none and start
 // is false, or once the broker is closing.
-func (as *ackers) hold(cl *mqtt.Client, b *Broker, start bool) *acker {
+func (as *ackers) hold(cl *mqtt.Client, start bool) *acker {
 	as.mu.Lock()
 	defer as.mu.Unlock()
 	if as.closed {
@@ -226,8 +227,8 @@ func (as *ackers) hold(cl *mqtt.Client, b *Broker, start bool) *acker {
 	}
 	a := as.m[cl]
 	if a == nil && start {
-		a = &acker{b: b, cl: cl, q: make(chan ackItem, ackQueue)}
-		a.ctx, a.cancel = context.WithCancel(b.ctx)
+		a = &acker{b: as.b, cl: cl, q: make(chan ackItem, ackQueue)}
+		a.ctx, a.cancel = context.WithCancel(as.b.ctx)
 		as.m[cl] = a
 		as.wg.Go(func() { a.run(as) })
 	}
@@ -259,7 +260,7 @@ func (as *ackers) retire(a *acker) bool {
 // drain returns once every publish cl's acker holds is acknowledged (or
 // refused), so that an acknowledgement mochi writes next keeps the order.
 func (as *ackers) drain(cl *mqtt.Client) {
-	a := as.hold(cl, nil, false)
+	a := as.hold(cl, false)
 	if a == nil {
 		return
 	}

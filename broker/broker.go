@@ -143,6 +143,7 @@ func New(opts Options) (*Broker, error) {
 	}
 	b := &Broker{opts: opts, log: opts.Logger.With("component", "broker"), listeners: map[string]*listener{},
 		ackers: ackers{m: map[*mqtt.Client]*acker{}, idle: ackIdle}}
+	b.ackers.b = b
 	if opts.TLSListen != "" {
 		cert, err := tls.LoadX509KeyPair(opts.TLSCert, opts.TLSKey)
 		if err != nil {

@@ -111,7 +111,7 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		ClientID: cl.ID,
 	}
 	if pk.FixedHeader.Qos == 1 && b.unheard(&pk) {
-		if a := b.ackers.hold(cl, b, true); a != nil {
+		if a := b.ackers.hold(cl, true); a != nil {
 			a.take(pk, m)
 			return pk, packets.ErrRejectPacket
 		}
