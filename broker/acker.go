@@ -15,7 +15,7 @@ import (
 // ackQueue is how many QoS 1 publishes of one client may wait for their
 // commit at once; the next blocks the client's read goroutine until the
 // first is acknowledged (TCP backpressure). Devices keep one or a few in
-// flight; the queue's memory (32 × 88 bytes) is taken per client.
+// flight; the queue's memory (32 × 72 bytes) is taken per client.
 const ackQueue = 32
 
 // ackIdle is how long an acker waits for a publish to acknowledge before it
@@ -46,10 +46,9 @@ type acker struct {
 type ackItem struct {
 	id      uint16
 	topic   string
-	p       Pending         // nil: nothing to wait for
-	err     error           // the Handler refused it
-	ctx     context.Context // the Handler's, with Options.AckTimeout from arrival
-	cancel  context.CancelFunc
+	p       Pending     // nil: nothing to wait for
+	err     error       // the Handler refused it
+	ctx     *publishCtx // the Handler's, with Options.AckTimeout from arrival
 	barrier chan struct{}
 }
 
@@ -58,15 +57,15 @@ type ackItem struct {
 // while the queue is full.
 func (a *acker) take(pk packets.Packet, m Message) {
 	defer a.release()
-	it := ackItem{id: pk.PacketID, topic: pk.TopicName, ctx: a.ctx, cancel: func() {}}
+	it := ackItem{id: pk.PacketID, topic: pk.TopicName, ctx: &publishCtx{Context: a.ctx}}
 	if a.b.opts.AckTimeout > 0 { // from arrival, for the Handler and the wait
-		it.ctx, it.cancel = context.WithTimeout(a.ctx, a.b.opts.AckTimeout)
+		it.ctx.at = time.Now().Add(a.b.opts.AckTimeout)
 	}
 	it.p, it.err = a.b.opts.Handler(it.ctx, m)
 	select {
 	case a.q <- it:
 	case <-a.ctx.Done(): // gone: there is no one to acknowledge
-		it.cancel()
+		it.ctx.end()
 	}
 }
 
@@ -123,7 +122,7 @@ const maxAcksWrite = 64
 
 // settle waits for it to be durable, or for why it is not.
 func (a *acker) settle(it ackItem) error {
-	defer it.cancel()
+	defer it.ctx.end()
 	if it.err == nil && it.p != nil {
 		return it.p.Wait(it.ctx)
 	}
