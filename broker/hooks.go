@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -121,9 +122,9 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	}
 	ctx := b.ctx
 	if m.QoS > 0 && b.opts.AckTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, b.opts.AckTimeout)
-		defer cancel()
+		pc := &publishCtx{Context: ctx, at: time.Now().Add(b.opts.AckTimeout)}
+		defer pc.end()
+		ctx = pc
 	}
 	if err := handle(ctx, b.opts.Handler, m); err != nil {
 		return pk, b.refuse(cl, pk.TopicName, pk.FixedHeader.Qos, err)
