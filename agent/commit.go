@@ -47,22 +47,14 @@ func (c *Commit) Done(err error) {
 	}
 }
 
-// Ready reports whether every reading is done, so that Wait returns at once.
-func (c *Commit) Ready() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // Wait blocks until every reading is done or ctx ends, and returns the first
 // error given to Done, or ctx's error.
 func (c *Commit) Wait(ctx context.Context) error {
-	// a done Commit does not ask ctx for Done: a caller's context may make
-	// its timer only then (the broker's per-publish deadline does)
-	if !c.Ready() {
+	select {
+	case <-c.done:
+	default:
+		// only now ask ctx for Done: a caller's context may make its timer
+		// then (the broker's per-publish deadline does)
 		select {
 		case <-c.done:
 		case <-ctx.Done():

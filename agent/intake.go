@@ -125,8 +125,16 @@ type Durable struct {
 	topic string
 }
 
-// Ready reports whether Wait would return at once.
-func (d *Durable) Ready() bool { return d == nil || d.c.Ready() }
+// Done is closed once Wait would return at once.
+func (d *Durable) Done() <-chan struct{} {
+	if d == nil {
+		return closed
+	}
+	return d.c.done
+}
+
+// closed is a closed channel: what a nil Durable is Done with.
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // Wait returns nil once every reading of the message is committed, or why
 // not: storage failed, the Intake's ack timeout passed, or ctx ended. A

@@ -39,6 +39,7 @@ type acker struct {
 	cancel context.CancelFunc
 	users  atomic.Int32 // callers between hold and release: they may be about to queue
 	out    bytes.Buffer // run's encoded PUBACKs (write)
+	expiry *time.Timer  // settle's wait for an ack deadline
 }
 
 // ackItem is one publish to acknowledge, or, with barrier, a mark the read
@@ -109,7 +110,7 @@ func (a *acker) run(as *ackers) {
 			if len(a.q) == 0 || len(acks) >= maxAcksWrite {
 				break
 			}
-			if it = <-a.q; it.p != nil && !it.p.Ready() {
+			if it = <-a.q; it.p != nil && !ready(it.p) {
 				acks = a.write(acks) // don't hold these while it commits
 			}
 		}
@@ -120,13 +121,29 @@ func (a *acker) run(as *ackers) {
 // maxAcksWrite bounds the PUBACKs one write carries (4 bytes each).
 const maxAcksWrite = 64
 
-// settle waits for it to be durable, or for why it is not.
+// settle waits for it to be durable, or for why it is not. It waits for
+// the deadline on the acker's one timer: waiting on it.ctx would make a
+// timer and a cancel registration per publish (2.6% of the agent's CPU at
+// QoS 1, 200 clients), and the first of each commit's publishes waits.
 func (a *acker) settle(it ackItem) error {
 	defer it.ctx.end()
-	if it.err == nil && it.p != nil {
-		return it.p.Wait(it.ctx)
+	if it.err != nil || it.p == nil {
+		return it.err
 	}
-	return it.err
+	if !it.ctx.at.IsZero() && !ready(it.p) {
+		if a.expiry == nil {
+			a.expiry = time.NewTimer(time.Until(it.ctx.at))
+		} else {
+			a.expiry.Reset(time.Until(it.ctx.at))
+		}
+		select {
+		case <-it.p.Done():
+		case <-a.expiry.C:
+		case <-a.ctx.Done():
+		}
+		a.expiry.Stop()
+	}
+	return it.p.Wait(it.ctx) // at once now, or past the deadline: why not
 }
 
 // refuse answers a publish that is not durable and reports whether the

@@ -17,14 +17,7 @@ type gate struct {
 	err  error
 }
 
-func (g *gate) Ready() bool {
-	select {
-	case <-g.done:
-		return true
-	default:
-		return false
-	}
-}
+func (g *gate) Done() <-chan struct{} { return g.done }
 
 func (g *gate) Wait(ctx context.Context) error {
 	select {

@@ -41,8 +41,18 @@ type Handler func(ctx context.Context, m Message) (Pending, error)
 type Pending interface {
 	// Wait returns nil once the message is durable, or why it is not.
 	Wait(ctx context.Context) error
-	// Ready reports whether Wait would return at once.
-	Ready() bool
+	// Done is closed once Wait would return at once.
+	Done() <-chan struct{}
+}
+
+// ready reports whether p's Wait would return at once.
+func ready(p Pending) bool {
+	select {
+	case <-p.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 // handle runs h and waits for what it returns: the whole of a message.

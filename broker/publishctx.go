@@ -7,11 +7,11 @@ import (
 )
 
 // publishCtx is the context of one QoS 1 publish: the acker's, with a
-// deadline (at; zero: none) from the publish's arrival. Most publishes
-// never wait on it: the intake's queue has room, and the commit is done by
-// the time the acker looks. So the timer and the cancel registration of
-// context.WithDeadline (3.7% of the agent's CPU at QoS 1, 200 clients) are
-// made only when Done or Err is first asked for.
+// deadline (at; zero: none) from the publish's arrival. Publishes rarely
+// wait on it: the intake's queue has room, and the acker waits for the
+// commit on a timer of its own (settle). So the timer and the cancel
+// registration of context.WithDeadline (3.7% of the agent's CPU at QoS 1,
+// 200 clients) are made only when Done or Err is first asked for.
 type publishCtx struct {
 	context.Context // the acker's
 	at              time.Time
