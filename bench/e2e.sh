@@ -69,15 +69,18 @@ stop_agent
 echo
 echo "## 2. QoS 0, as fast as accepted, 8 clients, 1000 sensors (bare broker first, same load), ${ROUNDS:-5} rounds, fresh agent each"
 ratios=()
+steals=()
 for round in $(seq "${ROUNDS:-5}"); do
 	echo "### round $round"
 	start_agent "qos0-$round"
 	out=$(bench --sensors 1000 --clients 8 --rate 0 --duration "$DUR" --compare-bare)
 	echo "$out"
 	ratios+=("$(echo "$out" | sed -n 's/^RATIO agent\/bare processed=\([0-9.]*\).*/\1/p')")
+	steals+=("$(echo "$out" | sed -n 's/^RESULT mode=bare .*steal_pct=\([-0-9.]*\).*/\1/p')/$(echo "$out" | sed -n 's/^RESULT mode=agent .*steal_pct=\([-0-9.]*\).*/\1/p')")
 	stop_agent
 done
 echo "RATIO agent/bare over ${#ratios[@]} rounds: ${ratios[*]}; median $(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')"
+echo "  host steal % per round (bare run/agent run: the CPU time other guests of the hypervisor took): ${steals[*]}"
 
 echo
 echo "## 3. QoS 1 durable, as fast as accepted, 200 clients (5 sensors each), window 4"

@@ -56,6 +56,28 @@ func TestReadProc_self(t *testing.T) {
 	_ = buf[len(buf)-1]
 }
 
+func TestReadHost_countsTheBusyLoop(t *testing.T) {
+	h0, err := ReadHost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); time.Since(start) < 100*time.Millisecond; {
+	}
+	h, err := ReadHost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Busy-h0.Busy < 50*time.Millisecond || h.Total-h0.Total < h.Busy-h0.Busy || h.Steal < h0.Steal {
+		t.Errorf("after a 100 ms busy loop: busy %v, total %v, steal %v", h.Busy-h0.Busy, h.Total-h0.Total, h.Steal-h0.Steal)
+	}
+	if s := h.StealShare(h0); s < 0 || s > 1 {
+		t.Errorf("steal share %v", s)
+	}
+	if s := h0.StealShare(h0); s != 0 {
+		t.Errorf("steal share over no time = %v", s)
+	}
+}
+
 func TestFindListener_findsThisProcess(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -83,6 +83,53 @@ func ReadProc(pid int) (Proc, error) {
 	return p, nil
 }
 
+// Host is the machine's CPU time so far, summed over its CPUs (/proc/stat):
+// Busy is time spent running anything, Steal the time a virtual machine's
+// CPUs wanted to run while the hypervisor ran other guests.
+type Host struct {
+	Total, Busy, Steal time.Duration
+}
+
+// ReadHost samples the machine's CPU times (Linux only).
+func ReadHost() (Host, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return Host{}, fmt.Errorf("host cpu: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	// cpu user nice system idle iowait irq softirq steal [guest guest_nice]:
+	// guest time is already counted in user and nice
+	if len(f) < 9 || f[0] != "cpu" {
+		return Host{}, fmt.Errorf("host cpu: /proc/stat: unexpected first line %q", line)
+	}
+	var t [8]int64
+	for i := range t {
+		if t[i], err = strconv.ParseInt(f[i+1], 10, 64); err != nil {
+			return Host{}, fmt.Errorf("host cpu: /proc/stat field %d: %w", i+1, err)
+		}
+	}
+	tick := func(n int64) time.Duration { return time.Duration(n) * time.Second / clockTick }
+	var h Host
+	for i, n := range t {
+		h.Total += tick(n)
+		if i != 3 && i != 4 { // idle, iowait
+			h.Busy += tick(n)
+		}
+	}
+	h.Steal = tick(t[7])
+	return h, nil
+}
+
+// StealShare is the share of the CPU time from h0 to h that the hypervisor
+// gave to other guests; 0 when no time passed.
+func (h Host) StealShare(h0 Host) float64 {
+	if h.Total <= h0.Total {
+		return 0
+	}
+	return float64(h.Steal-h0.Steal) / float64(h.Total-h0.Total)
+}
+
 // FindListener returns the pid of the local process listening on TCP port
 // (IPv4 or IPv6), found through /proc/net/tcp* and the processes' open
 // sockets. Processes of other users are not visible unless run as root.

@@ -50,6 +50,11 @@ type benchReport struct {
 	RSSAnon      int64 // of which anonymous (heap, stacks); the rest is mostly the bbolt mmap
 	BytesWritten float64
 	GenCPU       time.Duration // the load generator's own CPU time
+	// Steal is the share of the machine's CPU time the hypervisor gave
+	// to other guests during the run (-1: unknown): a noisy neighbour
+	// slows the agent and the generator alike, so a run with much of it
+	// says more about the host than about the agent.
+	Steal float64
 }
 
 func (r benchReport) processedRate() float64 {
@@ -261,7 +266,7 @@ func subscribeCounting(brokerURL string, count prometheus.Counter) (paho.Client,
 // benchAgent runs the load against a running agent and reads its counters
 // and (when local) its process.
 func benchAgent(ctx context.Context, o loadgen.Options, metricsURL string, pid int, settle time.Duration, wsURL, token string) (benchReport, error) {
-	rep := benchReport{Mode: "agent", QoS: o.QoS, Clients: o.Clients, Sensors: o.Sensors, Rate: o.Rate}
+	rep := benchReport{Mode: "agent", QoS: o.QoS, Clients: o.Clients, Sensors: o.Sensors, Rate: o.Rate, Steal: -1}
 	if metricsURL == "" {
 		res, err := loadgen.Run(ctx, o)
 		rep.Gen = res
@@ -298,6 +303,7 @@ func benchAgent(ctx context.Context, o loadgen.Options, metricsURL string, pid i
 		}
 	}
 	cpu0 := selfCPU()
+	host0, herr := loadgen.ReadHost()
 	start := time.Now()
 	if stream != nil {
 		stream.Reset(start.Truncate(time.Millisecond))
@@ -325,6 +331,9 @@ func benchAgent(ctx context.Context, o loadgen.Options, metricsURL string, pid i
 		if serr != nil {
 			rep.StreamNote = "stream ended early: " + serr.Error()
 		}
+	}
+	if host, err := loadgen.ReadHost(); err == nil && herr == nil {
+		rep.Steal = host.StealShare(host0)
 	}
 	after, err := loadgen.Scrape(ctx, metricsURL)
 	if err != nil {
@@ -433,11 +442,16 @@ func printReport(w io.Writer, r benchReport) {
 		}
 	}
 	fmt.Fprintf(w, "  generator CPU %.2fs (this process)\n", r.GenCPU.Seconds())
-	fmt.Fprintf(w, "RESULT mode=%s qos=%d clients=%d sensors=%d rate=%s offered=%.0f processed=%.0f published=%d processed_n=%d rejected=%d dropped=%d trimmed=%d lost=%d p50_us=%d p99_us=%d cpu_us_per_reading=%.2f peak_rss_mb=%.1f bytes_per_reading=%.0f e2e_p50_us=%d e2e_p99_us=%d\n",
+	stealPct := -1.0 // unknown
+	if r.Steal >= 0 {
+		stealPct = 100 * r.Steal
+		fmt.Fprintf(w, "  host steal  %.1f%% of the machine's CPU time went to other guests of the hypervisor during the run\n", stealPct)
+	}
+	fmt.Fprintf(w, "RESULT mode=%s qos=%d clients=%d sensors=%d rate=%s offered=%.0f processed=%.0f published=%d processed_n=%d rejected=%d dropped=%d trimmed=%d lost=%d p50_us=%d p99_us=%d cpu_us_per_reading=%.2f peak_rss_mb=%.1f bytes_per_reading=%.0f e2e_p50_us=%d e2e_p99_us=%d steal_pct=%.1f\n",
 		r.Mode, r.QoS, r.Clients, r.Sensors, rate, r.Gen.Rate(), r.processedRate(), r.Gen.Published, r.Processed, r.Rejected, r.Dropped, r.Trimmed, r.Lost,
 		loadgen.Quantile(r.Gen.Latency, 0.5).Microseconds(), loadgen.Quantile(r.Gen.Latency, 0.99).Microseconds(),
 		perReading(r.CPU, r.Processed), mb(r.PeakRSS), r.BytesWritten/float64(max(r.Processed, 1)),
-		loadgen.Quantile(r.E2E, 0.5).Microseconds(), loadgen.Quantile(r.E2E, 0.99).Microseconds())
+		loadgen.Quantile(r.E2E, 0.5).Microseconds(), loadgen.Quantile(r.E2E, 0.99).Microseconds(), stealPct)
 }
 
 func perReading(cpu time.Duration, n int64) float64 {

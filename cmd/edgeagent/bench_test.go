@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -113,6 +114,9 @@ func TestBench_agentCountsMatchPublished(t *testing.T) {
 	}
 	if resultField(t, line, "peak_rss_mb") <= 0 {
 		t.Errorf("peak RSS not measured (the agent is this test process)\n%s", out.String())
+	}
+	if s := resultField(t, line, "steal_pct"); s < 0 || s > 100 || !strings.Contains(out.String(), "host steal") {
+		t.Errorf("host steal not measured (steal_pct %d)\n%s", s, out.String())
 	}
 	if !regexp.MustCompile(`(?m)^RATIO agent/bare processed=[0-9.]+`).MatchString(out.String()) {
 		t.Errorf("no ratio line:\n%s", out.String())
