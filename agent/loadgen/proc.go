@@ -83,11 +83,11 @@ func ReadProc(pid int) (Proc, error) {
 	return p, nil
 }
 
-// Host is the machine's CPU time so far, summed over its CPUs (/proc/stat):
-// Busy is time spent running anything, Steal the time a virtual machine's
-// CPUs wanted to run while the hypervisor ran other guests.
+// Host is the machine's CPU time so far, summed over its CPUs (/proc/stat),
+// and of it Steal, the time a virtual machine's CPUs wanted to run while the
+// hypervisor ran other guests.
 type Host struct {
-	Total, Busy, Steal time.Duration
+	Total, Steal time.Duration
 }
 
 // ReadHost samples the machine's CPU times (Linux only).
@@ -110,14 +110,10 @@ func ReadHost() (Host, error) {
 		}
 	}
 	tick := func(n int64) time.Duration { return time.Duration(n) * time.Second / clockTick }
-	var h Host
-	for i, n := range t {
+	h := Host{Steal: tick(t[7])}
+	for _, n := range t {
 		h.Total += tick(n)
-		if i != 3 && i != 4 { // idle, iowait
-			h.Busy += tick(n)
-		}
 	}
-	h.Steal = tick(t[7])
 	return h, nil
 }
 
