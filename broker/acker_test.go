@@ -13,13 +13,15 @@ import (
 
 // gate is a Pending the test completes by hand.
 type gate struct {
-	done chan struct{}
-	err  error
+	done  chan struct{}
+	err   error
+	waits atomic.Int32 // calls of Wait
 }
 
 func (g *gate) Done() <-chan struct{} { return g.done }
 
 func (g *gate) Wait(ctx context.Context) error {
+	g.waits.Add(1)
 	select {
 	case <-g.done:
 		return g.err
@@ -183,6 +185,36 @@ func TestBroker_QoS1_syncAckAfterPending(t *testing.T) {
 
 // A client that leaves with publishes waiting stops its acker, and Close
 // does not wait on their commits.
+// The Pending of a publish whose client left is not waited on: its
+// message is still made durable, and an error from Wait would count it as
+// refused (the intake counts a rejected reading).
+func TestBroker_QoS1_leaverNotWaitedOn(t *testing.T) {
+	for _, ackTimeout := range []time.Duration{0, time.Minute} {
+		h := newGatedHandler()
+		b := startBroker(t, Options{AllowAnonymous: true, Handler: h.handle, AckTimeout: ackTimeout})
+		c := rawConnect(t, b, "leaver", 60)
+		publish311(t, c, 1, "pending", false)
+		h.waitTook(t, "pending")
+		c.Close()
+		deadline := time.Now().Add(waitLong)
+		for {
+			b.ackers.mu.Lock()
+			n := len(b.ackers.m)
+			b.ackers.mu.Unlock()
+			if n == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("ack timeout %v: the acker did not end when its client left", ackTimeout)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if n := h.gate("pending").waits.Load(); n != 0 {
+			t.Errorf("ack timeout %v: Wait called %d times after the client left", ackTimeout, n)
+		}
+	}
+}
+
 func TestBroker_QoS1_leaveWhilePending(t *testing.T) {
 	h := newGatedHandler()
 	b, err := New(Options{Listen: "127.0.0.1:0", AllowAnonymous: true, Handler: h.handle})

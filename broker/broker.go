@@ -38,6 +38,8 @@ import (
 type Handler func(ctx context.Context, m Message) (Pending, error)
 
 // Pending is a QoS 1 message a Handler took but has not made durable yet.
+// The broker does not call Wait once the publisher has left: its message
+// is still made durable, but there is no one to tell.
 type Pending interface {
 	// Wait returns nil once the message is durable, or why it is not.
 	Wait(ctx context.Context) error
