@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -122,9 +121,11 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	}
 	ctx := b.ctx
 	if m.QoS > 0 && b.opts.AckTimeout > 0 {
-		pc := &publishCtx{Context: ctx, at: time.Now().Add(b.opts.AckTimeout)}
-		defer pc.end()
-		ctx = pc
+		// handle waits at once, before the commit: a lazy deadline
+		// (publishCtx) would make its timer all the same
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, b.opts.AckTimeout)
+		defer cancel()
 	}
 	if err := handle(ctx, b.opts.Handler, m); err != nil {
 		return pk, b.refuse(cl, pk.TopicName, pk.FixedHeader.Qos, err)
