@@ -39,7 +39,7 @@ type DB struct {
 	mu      sync.Mutex
 	space   *sync.Cond // signalled when the writer takes a batch
 	cur     *batch
-	spare   []agent.Result // emptied results slice of a committed batch, for reuse
+	spare   spareBufs // a committed batch's emptied buffers, for reuse
 	closing bool
 	folding bool // the writer is folding the journal: Write may fill two batches' worth
 

@@ -59,6 +59,42 @@ func values(rs []agent.Reading) []float64 {
 	return out
 }
 
+// A sensor's kind and unit are stored as its latest reading says, also
+// when they change within a batch and after a reopen.
+func TestDB_Write_kindAndUnitFollowTheLatest(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "edge.db")
+	db := mustOpen(t, path, storage.Options{})
+	f := res("a", t0.Add(time.Second), 70)
+	f.Unit = "°F"
+	db.Write([]agent.Result{res("a", t0, 21), f, res("b", t0, 1)}, nil)
+	flush(t, db)
+	unit := func(db *storage.DB, sensor string) string {
+		t.Helper()
+		got, err := db.Readings(sensor, time.Time{}, time.Time{}, 1, true)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("Readings(%s) = %v, %v", sensor, got, err)
+		}
+		return got[0].Kind + " " + got[0].Unit
+	}
+	if got := unit(db, "a"); got != "temperature °F" {
+		t.Fatalf("a after a batch ending in °F: %q", got)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = mustOpen(t, path, storage.Options{})
+	c := res("a", t0.Add(2*time.Second), 22)
+	c.Kind = ""
+	db.Write([]agent.Result{c}, nil)
+	flush(t, db)
+	if got := unit(db, "a"); got != " °C" {
+		t.Fatalf("a after a reopen and a reading without a kind: %q", got)
+	}
+	if got := unit(db, "b"); got != "temperature °C" {
+		t.Fatalf("b: %q", got)
+	}
+}
+
 func TestDB_Write_orderAndDuplicates(t *testing.T) {
 	db := mustOpen(t, "", storage.Options{})
 	// three readings share a timestamp, one arrives out of order, in two batches

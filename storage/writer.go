@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -18,7 +19,9 @@ import (
 
 // batch is what one group commit writes. The writer owns it once taken.
 type batch struct {
-	results  []agent.Result
+	entries  []byte          // readings, encoded (appendEntry)
+	n        int             // readings in entries
+	commits  []*agent.Commit // the readings' Commits that are not nil
 	alerts   []agent.Alert
 	enqueues []enqueueReq
 	deletes  []uint64
@@ -36,13 +39,13 @@ type enqueueReq struct {
 	payload []byte
 }
 
-// maxSensorLen keeps sensor ids well under bbolt's key limit.
+// maxSensorLen keeps sensor ids well under bbolt's key limit (validSensor).
 const maxSensorLen = 1024
 
 func newBatch() *batch { return &batch{done: make(chan struct{})} }
 
 func (b *batch) empty() bool {
-	return len(b.results) == 0 && len(b.alerts) == 0 && len(b.enqueues) == 0 &&
+	return b.n == 0 && len(b.alerts) == 0 && len(b.enqueues) == 0 &&
 		len(b.deletes) == 0 && len(b.states) == 0
 }
 
@@ -54,8 +57,8 @@ func (b *batch) touch() {
 
 // writerState is touched only by the writer goroutine (and Open, before it starts).
 type writerState struct {
-	sensors    map[string]sensorMeta // sensor -> kind and unit as stored
-	held       []agent.Alert         // alerts of failed commits, retried
+	sensors    map[string]string // sensor -> info as stored: kind "\x00" unit
+	held       []agent.Alert     // alerts of failed commits, retried
 	failing    bool
 	nextRet    time.Time // when the next retention pass is due (wall clock)
 	behind     bool      // the last retention pass hit its chunk limit
@@ -82,10 +85,7 @@ type writerState struct {
 	groupOf    map[string]int32 // fold scratch: sensor -> group
 	runs       []runReading     // fold scratch: one sensor's readings
 	released   time.Time        // when the file mapping's pages were last dropped (mapped_linux.go)
-	rejected   map[int]error    // results of this batch that were not stored
 }
-
-type sensorMeta struct{ kind, unit string }
 
 type rollKey struct {
 	sensor string
@@ -96,10 +96,9 @@ func (w *writerState) init() {
 	w.shards = 1
 	w.part = partSensors
 	w.delKeys = deleteKeys
-	w.sensors = map[string]sensorMeta{}
+	w.sensors = map[string]string{}
 	w.roll = map[rollKey]*rollupAgg{}
 	w.groupOf = map[string]int32{}
-	w.rejected = map[int]error{}
 }
 
 // forget drops the caches a rolled-back transaction may have made wrong.
@@ -126,29 +125,45 @@ func (db *DB) Write(rs []agent.Result, as []agent.Alert) {
 	if len(rs) == 0 && len(as) == 0 {
 		return
 	}
+	// Encode before taking the lock: the shards call Write at the same
+	// time, and encoding under it made them wait for each other.
+	scratch := entryScratch.Get().(*[]byte)
+	defer entryScratch.Put(scratch)
+	es, n := (*scratch)[:0], 0
+	for i := range rs {
+		if !validSensor(rs[i].Sensor) {
+			defer rs[i].Commit.Done(fmt.Errorf("storage: sensor id %q: %w", rs[i].Sensor, agent.ErrInvalidReading))
+			db.m.dropInvalid.Inc()
+			continue
+		}
+		es = appendEntry(es, &rs[i])
+		n++
+	}
+	if cap(es) <= maxScratch {
+		*scratch = es[:0]
+	}
 	db.mu.Lock()
-	for len(db.cur.results) >= db.batchLimit() && !db.closing {
+	for db.cur.n >= db.batchLimit() && !db.closing {
 		db.space.Wait()
 	}
 	if db.closing {
 		db.mu.Unlock()
 		err := fmt.Errorf("storage %s: %w", db.path, agent.ErrClosed)
 		for i := range rs {
-			rs[i].Commit.Done(err)
+			if validSensor(rs[i].Sensor) {
+				rs[i].Commit.Done(err)
+			}
 		}
-		db.m.dropClosed.Add(float64(len(rs) + len(as)))
+		db.m.dropClosed.Add(float64(n + len(as)))
 		return
 	}
 	b := db.cur
 	b.touch()
+	b.entries = append(b.entries, es...)
+	b.n += n
 	for i := range rs {
-		if rs[i].Sensor == "" || len(rs[i].Sensor) > maxSensorLen {
-			defer rs[i].Commit.Done(fmt.Errorf("storage: sensor id %q: %w", rs[i].Sensor, agent.ErrInvalidReading))
-			db.m.dropInvalid.Inc()
-			continue
-		}
-		b.results = append(b.results, rs[i])
-		if rs[i].Commit != nil {
+		if rs[i].Commit != nil && validSensor(rs[i].Sensor) {
+			b.commits = append(b.commits, rs[i].Commit)
 			b.waiters++
 		}
 	}
@@ -162,6 +177,16 @@ func (db *DB) Write(rs []agent.Result, as []agent.Alert) {
 	db.mu.Unlock()
 	db.kickWriter()
 }
+
+// validSensor reports whether a sensor id can be stored: not empty, and
+// well under bbolt's key limit.
+func validSensor(id string) bool { return id != "" && len(id) <= maxSensorLen }
+
+// entryScratch holds the buffers Write encodes entries into before it
+// takes the lock; one bigger than maxScratch is not kept.
+var entryScratch = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxScratch = 64 << 10
 
 // batchLimit is the batch size at which Write blocks; db.mu is held.
 func (db *DB) batchLimit() int {
@@ -267,7 +292,7 @@ func (db *DB) run() {
 			} else {
 				close(b.done)
 			}
-			added := len(b.results)
+			added := b.n
 			db.recycle(b)
 			if closing {
 				return
@@ -336,7 +361,7 @@ func (db *DB) run() {
 
 // dueLocked reports whether batch b is due for its commit; db.mu is held.
 func (db *DB) dueLocked(b *batch, now time.Time) bool {
-	return b.waiters > 0 || len(b.results) >= db.opts.MaxBatch ||
+	return b.waiters > 0 || b.n >= db.opts.MaxBatch ||
 		(!b.empty() && now.Sub(b.first) >= db.opts.CommitInterval)
 }
 
@@ -344,9 +369,10 @@ func (db *DB) dueLocked(b *batch, now time.Time) bool {
 // commit); db.mu is held.
 func (db *DB) nextBatchLocked() {
 	db.cur = newBatch()
-	// the results slice of the last committed batch, emptied: a batch does
-	// not grow its slice from zero every time
-	db.cur.results, db.spare = db.spare, nil
+	// the buffers of the last committed batch, emptied: a batch does not
+	// grow them from zero every time
+	db.cur.entries, db.cur.commits = db.spare.entries, db.spare.commits
+	db.spare = spareBufs{}
 	db.space.Broadcast()
 }
 
@@ -375,20 +401,29 @@ func (db *DB) commitBetween() {
 	}
 }
 
-// recycle keeps b's results slice, emptied, for the batch after next. b
-// itself is not reused: waiters may still read b.err.
+// recycle keeps b's buffers, emptied, for the batch after next. b itself
+// is not reused: waiters may still read b.err.
 func (db *DB) recycle(b *batch) {
-	rs := b.results
-	clear(rs) // drop Commit and string references
-	b.results = nil
-	if cap(rs) > 4*db.opts.MaxBatch {
+	es, cs := b.entries, b.commits
+	clear(cs) // drop the Commit references
+	b.entries, b.commits = nil, nil
+	if cap(es) > 4*db.opts.MaxBatch*typicalEntry {
 		return // a burst of huge Writes: let it go
 	}
 	db.mu.Lock()
-	if db.spare == nil {
-		db.spare = rs[:0]
+	if db.spare.entries == nil {
+		db.spare = spareBufs{es[:0], cs[:0]}
 	}
 	db.mu.Unlock()
+}
+
+// typicalEntry is about the size of a batch entry with a score and band.
+const typicalEntry = 96
+
+// spareBufs are a committed batch's buffers, emptied, for reuse.
+type spareBufs struct {
+	entries []byte
+	commits []*agent.Commit
 }
 
 // commit writes b (plus held alerts and a retention step) in one transaction
@@ -415,7 +450,7 @@ func (db *DB) commit(b *batch) {
 		// readings in their own commits, then retry the same batch.
 		w.forget()
 		db.log.Warn("storage file at its size limit: trimming and retrying the batch",
-			"attempt", attempt+1, "readings", len(b.results), "in_use", w.inUse, "reserve", db.reserve())
+			"attempt", attempt+1, "readings", b.n, "in_use", w.inUse, "reserve", db.reserve())
 		db.m.sizeRetries.Inc()
 		for range maxSizeTrimSteps {
 			if db.retentionStep(true) == 0 {
@@ -431,11 +466,11 @@ func (db *DB) commit(b *batch) {
 	if runRetention {
 		db.retentionDone(ret)
 	}
-	if len(b.results) > 0 {
+	if b.n > 0 {
 		if w.jCount == 0 {
 			w.jFirst = time.Now()
 		}
-		w.jCount += len(b.results)
+		w.jCount += b.n
 		db.m.journalReadings.Set(float64(w.jCount))
 	}
 	if b.fold { // Flush: everything into the per-sensor buckets
@@ -454,7 +489,7 @@ func (db *DB) commit(b *batch) {
 func (db *DB) update(b *batch, alerts []agent.Alert, runRetention bool, ob *outboxDelta, raw *int, ret *retentionResult) error {
 	return db.bolt.Update(func(tx *bolt.Tx) error {
 		var err error
-		if *raw, err = db.putJournal(tx, b.results); err != nil {
+		if *raw, err = db.putJournal(tx, b.entries); err != nil {
 			return err
 		}
 		if err := db.putAlerts(tx, alerts, ob); err != nil {
@@ -491,20 +526,14 @@ func (db *DB) committed(b *batch, raw int, ob outboxDelta, elapsed time.Duration
 	db.readyErr.Store(nil)
 	db.m.commits.Inc()
 	db.m.commitDuration.Observe(elapsed.Seconds())
-	db.m.batchSize.Observe(float64(len(b.results)))
+	db.m.batchSize.Observe(float64(b.n))
 	db.m.readingsWritten.Add(float64(raw))
 	db.countPages()
 	db.applyOutbox(ob)
 	db.updateFileSize()
-	for i := range b.results {
-		if err, ok := w.rejected[i]; ok {
-			db.m.dropInvalid.Inc()
-			b.results[i].Commit.Done(err)
-			continue
-		}
-		b.results[i].Commit.Done(nil)
+	for _, c := range b.commits {
+		c.Done(nil)
 	}
-	clear(w.rejected)
 	close(b.done)
 }
 
@@ -573,7 +602,7 @@ func (db *DB) commitFailed(b *batch, alerts []agent.Alert, err error) {
 	db.readyErr.Store(&ferr)
 	if !w.failing {
 		w.failing = true
-		db.log.Error("storage commit failed", "err", err, "readings", len(b.results), "alerts", len(alerts))
+		db.log.Error("storage commit failed", "err", err, "readings", b.n, "alerts", len(alerts))
 	}
 	if n := len(alerts) - db.opts.MaxPendingAlerts; n > 0 {
 		db.m.dropAlertOverflow.Add(float64(n))
@@ -582,9 +611,9 @@ func (db *DB) commitFailed(b *batch, alerts []agent.Alert, err error) {
 	}
 	w.held = append([]agent.Alert(nil), alerts...)
 	w.nextRet = time.Now().Add(retryEvery)
-	db.m.dropCommitFailed.Add(float64(len(b.results)))
-	for i := range b.results {
-		b.results[i].Commit.Done(ferr)
+	db.m.dropCommitFailed.Add(float64(b.n))
+	for _, c := range b.commits {
+		c.Done(ferr)
 	}
 	b.err = ferr
 	close(b.done)
@@ -608,19 +637,19 @@ func (db *DB) sensorBucket(rb *bolt.Bucket, sensor string) (*bolt.Bucket, error)
 	return b, nil
 }
 
-// noteSensor records the sensor's kind and unit when they change.
-func (db *DB) noteSensor(tx *bolt.Tx, r *agent.Result) error {
-	if old, ok := db.w.sensors[r.Sensor]; ok && old.kind == r.Kind && old.unit == r.Unit {
+// noteSensor records the sensor's info (kind "\x00" unit) when it changes.
+func (db *DB) noteSensor(tx *bolt.Tx, sensor, info []byte) error {
+	if old, ok := db.w.sensors[string(sensor)]; ok && old == string(info) {
 		return nil
 	}
-	info := r.Kind + "\x00" + r.Unit
 	sb := tx.Bucket(bucketSensors)
-	if v := sb.Get([]byte(r.Sensor)); string(v) != info {
-		if err := sb.Put([]byte(r.Sensor), []byte(info)); err != nil {
-			return fmt.Errorf("sensor %q: info: %w", r.Sensor, err)
+	if v := sb.Get(sensor); !bytes.Equal(v, info) {
+		// bbolt keeps Put's slices until the commit: copies
+		if err := sb.Put(bytes.Clone(sensor), bytes.Clone(info)); err != nil {
+			return fmt.Errorf("sensor %q: info: %w", sensor, err)
 		}
 	}
-	db.w.sensors[r.Sensor] = sensorMeta{r.Kind, r.Unit}
+	db.w.sensors[string(sensor)] = string(info)
 	return nil
 }
 
