@@ -69,8 +69,18 @@ type DB struct {
 func Open(path string, opts Options) (*DB, error) {
 	opts = opts.withDefaults()
 	bo := &bolt.Options{
-		Timeout:        opts.LockTimeout,
-		FreelistType:   bolt.FreelistMapType,
+		Timeout: opts.LockTimeout,
+		// The array freelist hands out the lowest free pages first, so a
+		// commit's pages lie together; the map's come from anywhere in
+		// the file. Each page bbolt reads through its mapping brings up
+		// to 15 cached neighbours with it (the kernel's fault-around), so
+		// scattered pages cost RSS: a fold's delete of 2,048 journal keys
+		// mapped 23-38 MB of the file with the map, 21-24 MB with the
+		// array. The array's costs (a scan for a multi-page run, a merge
+		// of the sorted list per commit) are small at our file sizes: in
+		// paired max-rate runs the agent used less CPU with it, not more
+		// (docs/performance.md, round 10).
+		FreelistType:   bolt.FreelistArrayType,
 		NoFreelistSync: true,
 		MaxSize:        int(opts.maxSize()),
 	}
