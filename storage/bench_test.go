@@ -174,7 +174,7 @@ func benchBatch(rs []agent.Result, names []string, base time.Time, first int, st
 // BenchmarkAppendUpdatePerReading is the baseline: one bbolt Update (two
 // fsyncs) per reading, same options and layout.
 func BenchmarkAppendUpdatePerReading(b *testing.B) {
-	bdb, err := bolt.Open(filepath.Join(b.TempDir(), "base.db"), 0o600, &bolt.Options{FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
+	bdb, err := bolt.Open(filepath.Join(b.TempDir(), "base.db"), 0o600, &bolt.Options{FreelistType: bolt.FreelistArrayType, NoFreelistSync: true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func weekFile(b *testing.B) (string, time.Time, int) {
 		b.Fatal(err)
 	}
 	db.Close()
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{FreelistType: bolt.FreelistMapType, NoFreelistSync: true, NoSync: true})
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{FreelistType: bolt.FreelistArrayType, NoFreelistSync: true, NoSync: true})
 	if err != nil {
 		b.Fatal(err)
 	}
