@@ -118,7 +118,7 @@ func nextRecord(v []byte) (r jrec, rest []byte, err error) {
 // A batch entry is a reading as the writer takes it from Write: the
 // sensor's info as the sensors bucket stores it (kind, a zero byte, unit)
 // with a uvarint length in front, then the reading's journal record. A
-// batch holds entries, not agent.Results: a third of the bytes and no
+// batch holds entries, not agent.Results: half the bytes and no
 // pointers, and at max rate up to two batches of 20,000 wait for the
 // writer, the biggest thing in the Go heap.
 func appendEntry(dst []byte, r *agent.Result) []byte {
