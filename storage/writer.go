@@ -129,7 +129,7 @@ func (db *DB) Write(rs []agent.Result, as []agent.Alert) {
 	// time, and encoding under it made them wait for each other.
 	scratch := entryScratch.Get().(*[]byte)
 	defer entryScratch.Put(scratch)
-	es, n := (*scratch)[:0], 0
+	es, n, waiters := (*scratch)[:0], 0, 0
 	for i := range rs {
 		if !validSensor(rs[i].Sensor) {
 			defer rs[i].Commit.Done(fmt.Errorf("storage: sensor id %q: %w", rs[i].Sensor, agent.ErrInvalidReading))
@@ -138,6 +138,9 @@ func (db *DB) Write(rs []agent.Result, as []agent.Alert) {
 		}
 		es = appendEntry(es, &rs[i])
 		n++
+		if rs[i].Commit != nil {
+			waiters++
+		}
 	}
 	if cap(es) <= maxScratch {
 		*scratch = es[:0]
@@ -161,11 +164,13 @@ func (db *DB) Write(rs []agent.Result, as []agent.Alert) {
 	b.touch()
 	b.entries = append(b.entries, es...)
 	b.n += n
-	for i := range rs {
-		if rs[i].Commit != nil && validSensor(rs[i].Sensor) {
-			b.commits = append(b.commits, rs[i].Commit)
-			b.waiters++
+	if waiters > 0 { // QoS 0 readings have no Commit
+		for i := range rs {
+			if rs[i].Commit != nil && validSensor(rs[i].Sensor) {
+				b.commits = append(b.commits, rs[i].Commit)
+			}
 		}
+		b.waiters += waiters
 	}
 	for i := range as {
 		if as[i].ID == "" {
