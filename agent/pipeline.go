@@ -143,10 +143,11 @@ func NewPipeline(opts PipelineOptions) *Pipeline {
 			id:      i,
 			in:      make(chan Reading, opts.QueueSize),
 			ctl:     make(chan func()),
-			sensors: make(map[string]*SensorInfo),
+			sensors: make(map[string]*sensorEntry),
 		}
 		if opts.NewStage != nil {
 			s.stage = opts.NewStage(i)
+			s.slotted, _ = s.stage.(SlotStage)
 		}
 		p.shards = append(p.shards, s)
 	}
@@ -336,8 +337,8 @@ func (p *Pipeline) Sensors(ctx context.Context) ([]SensorInfo, error) {
 	var out []SensorInfo
 	for _, s := range p.shards {
 		err := s.do(ctx, func() {
-			for _, info := range s.sensors {
-				out = append(out, *info)
+			for _, e := range s.sensors {
+				out = append(out, e.info)
 			}
 		})
 		if err != nil {
@@ -357,12 +358,12 @@ func (p *Pipeline) Inspect(ctx context.Context, sensor string, fn func(info Sens
 	s := p.shardFor(sensor)
 	var found bool
 	err := s.do(ctx, func() {
-		info, ok := s.sensors[sensor]
+		e, ok := s.sensors[sensor]
 		if !ok {
 			return
 		}
 		found = true
-		fn(*info, s.stage)
+		fn(e.info, s.stage)
 	})
 	if err == nil && !found {
 		err = fmt.Errorf("sensor %q: %w", sensor, ErrNotFound)
@@ -450,12 +451,20 @@ type shard struct {
 	in       chan Reading
 	ctl      chan func()
 	stage    Stage
-	sensors  map[string]*SensorInfo
+	slotted  SlotStage // stage, when it keeps its state in the entries' slots
+	sensors  map[string]*sensorEntry
 	progress atomic.Int64 // unix nanos of the last loop iteration
 
 	batch   []Reading
 	results []Result
 	alerts  []Alert
+}
+
+// sensorEntry is what a shard keeps of one sensor: its summary and the
+// stage's state (see SlotStage).
+type sensorEntry struct {
+	info SensorInfo
+	slot any
 }
 
 // maxBatch bounds how many queued readings one loop iteration takes.
@@ -504,16 +513,24 @@ func (s *shard) process() {
 	s.results = s.results[:0]
 	s.alerts = s.alerts[:0]
 	for _, r := range s.batch {
+		e, ok := s.sensors[r.Sensor]
+		if !ok {
+			e = &sensorEntry{info: SensorInfo{ID: r.Sensor}}
+			s.sensors[r.Sensor] = e
+		}
 		// Fill the result in place: a local passed by pointer to the Stage
 		// interface would escape, one heap allocation per reading.
 		s.results = append(s.results, Result{})
 		res := &s.results[len(s.results)-1]
-		if s.stage != nil {
+		switch {
+		case s.slotted != nil:
+			s.alerts = s.slotted.ProcessSlot(r, &e.slot, res, s.alerts)
+		case s.stage != nil:
 			s.alerts = s.stage.Process(r, res, s.alerts)
-		} else {
+		default:
 			*res = Result{Reading: r, Raw: r.Value}
 		}
-		s.track(res)
+		track(&e.info, res)
 	}
 	s.p.metrics.processedN(len(s.batch))
 	s.emit(s.results)
@@ -521,13 +538,8 @@ func (s *shard) process() {
 	clear(s.results) // drop Commit and string references until the next batch
 }
 
-// track updates the shard's per-sensor summary.
-func (s *shard) track(res *Result) {
-	info, ok := s.sensors[res.Sensor]
-	if !ok {
-		info = &SensorInfo{ID: res.Sensor}
-		s.sensors[res.Sensor] = info
-	}
+// track updates a sensor's summary with its latest result.
+func track(info *SensorInfo, res *Result) {
 	if !info.Time.IsZero() {
 		if dt := res.Time.Sub(info.Time).Seconds(); dt > 0 {
 			const alpha = 0.2
@@ -546,8 +558,8 @@ func (s *shard) emit(results []Result) {
 		if a.Gateway == "" {
 			a.Gateway = s.p.opts.Gateway
 		}
-		if info, ok := s.sensors[a.Sensor]; ok {
-			info.Alerting = a.State == AlertFiring || a.State == AlertFlapping
+		if e, ok := s.sensors[a.Sensor]; ok {
+			e.info.Alerting = a.State == AlertFiring || a.State == AlertFlapping
 		}
 	}
 	if len(results) == 0 && len(s.alerts) == 0 {

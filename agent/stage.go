@@ -15,6 +15,16 @@ type Stage interface {
 	Tick(now time.Time, alerts []Alert) []Alert
 }
 
+// SlotStage is a Stage that keeps a sensor's state in a slot the shard holds
+// beside its own summary of the sensor, so a reading costs one lookup by
+// sensor id instead of one in the shard and one in the stage. The shard passes
+// the same slot, empty at first, to every ProcessSlot of one sensor; the stage
+// must check that what it finds there is still its current state.
+type SlotStage interface {
+	Stage
+	ProcessSlot(r Reading, slot *any, res *Result, alerts []Alert) []Alert
+}
+
 // Snapshotter is implemented by a Stage whose state survives restarts.
 type Snapshotter interface {
 	// Snapshot calls save with the encoded state of each sensor. The state

@@ -58,7 +58,7 @@ type Engine struct {
 }
 
 var (
-	_ agent.Stage       = (*Engine)(nil)
+	_ agent.SlotStage   = (*Engine)(nil)
 	_ agent.Snapshotter = (*Engine)(nil)
 )
 
@@ -95,6 +95,7 @@ type sensor struct {
 
 	next    *sensor // timer wheel list
 	inWheel bool
+	dropped bool // no longer in Engine.sensors: a slot or wheel entry holding it is stale
 }
 
 // New checks the rules and returns an Engine with no sensors.
@@ -175,6 +176,13 @@ func (e *Engine) newSensor(id, kind, unit string, r *compiled) *sensor {
 // A reading with no Arrived time gets Options.Now; one stamped before 2001
 // while Arrived is sane is re-stamped with Arrived (agent.FlagRestamped).
 func (e *Engine) Process(r agent.Reading, res *agent.Result, alerts []agent.Alert) []agent.Alert {
+	var held any
+	return e.ProcessSlot(r, &held, res, alerts)
+}
+
+// ProcessSlot is Process with the sensor's state kept in *held as well, so
+// the next reading of the sensor needs no lookup (agent.SlotStage).
+func (e *Engine) ProcessSlot(r agent.Reading, held *any, res *agent.Result, alerts []agent.Alert) []agent.Alert {
 	if r.Arrived.IsZero() {
 		r.Arrived = e.now()
 	}
@@ -185,10 +193,13 @@ func (e *Engine) Process(r agent.Reading, res *agent.Result, alerts []agent.Aler
 	if r.Kind == KindLiveness {
 		return e.liveness(r, res, alerts)
 	}
-	s := e.sensors[r.Sensor]
-	if s == nil {
-		s = e.newSensor(r.Sensor, r.Kind, r.Unit, e.rule(r.Sensor, r.Kind))
-		e.sensors[s.id] = s
+	s, _ := (*held).(*sensor)
+	if s == nil || s.dropped {
+		if s = e.sensors[r.Sensor]; s == nil {
+			s = e.newSensor(r.Sensor, r.Kind, r.Unit, e.rule(r.Sensor, r.Kind))
+			e.sensors[s.id] = s
+		}
+		*held = s
 	}
 	t, arr := r.Time.UnixNano(), r.Arrived.UnixNano()
 
@@ -245,8 +256,8 @@ func (e *Engine) Process(r agent.Reading, res *agent.Result, alerts []agent.Aler
 func (e *Engine) Tick(now time.Time, alerts []agent.Alert) []agent.Alert {
 	n := now.UnixNano()
 	for s := e.wheel.due(n); s != nil; s = e.wheel.due(n) {
-		if e.sensors[s.id] != s {
-			continue // dropped by SetRules
+		if s.dropped {
+			continue // by SetRules or Restore
 		}
 		sl := s.silenceSlot
 		dl := s.silence.deadline()
@@ -436,6 +447,7 @@ func (e *Engine) Restore(id string, state []byte) error {
 		return fmt.Errorf("sensor %q: %w", id, err)
 	}
 	if old := e.sensors[id]; old != nil {
+		old.dropped = true
 		for i := range old.dets {
 			if st := old.dets[i].lc.st; st == stFiring || st == stFlapping {
 				e.metrics.count(evResolved) // keep the open gauge right

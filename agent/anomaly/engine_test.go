@@ -31,16 +31,27 @@ func mustEngine(t testing.TB, opts Options) *Engine {
 	return e
 }
 
-// feed is a tiny driver: readings at reading time = arrival time.
+// feed is a tiny driver: readings at reading time = arrival time. Like a
+// pipeline shard, it keeps each sensor's slot (agent.SlotStage).
 type feed struct {
 	t      testing.TB
 	e      *Engine
 	alerts []agent.Alert
 	res    agent.Result
+	slots  map[string]*any
 }
 
 func (f *feed) at(sensor string, at time.Time, v float64) agent.Result {
-	f.alerts = f.e.Process(agent.Reading{Sensor: sensor, Kind: "temperature", Unit: "°C", Value: v, Time: at, Arrived: at}, &f.res, f.alerts)
+	if f.slots == nil {
+		f.slots = make(map[string]*any)
+	}
+	held := f.slots[sensor]
+	if held == nil {
+		held = new(any)
+		f.slots[sensor] = held
+	}
+	r := agent.Reading{Sensor: sensor, Kind: "temperature", Unit: "°C", Value: v, Time: at, Arrived: at}
+	f.alerts = f.e.ProcessSlot(r, held, &f.res, f.alerts)
 	return f.res
 }
 
@@ -398,13 +409,16 @@ func TestEngine_snapshotRoundTrip(t *testing.T) {
 		t.Fatalf("snapshot of %d sensors", len(snap))
 	}
 	b := mustEngine(t, Options{Rules: rules})
+	fb := &feed{t: t, e: b}
+	// b's own state of both sensors, held in fb's slots: Restore replaces it
+	fb.at("m-1", at(0), 0)
+	fb.at("d-1", at(0), 0)
 	for s, st := range snap {
 		if err := b.Restore(s, st); err != nil {
 			t.Fatalf("Restore(%s) = %v", s, err)
 		}
 	}
-	fb := &feed{t: t, e: b}
-	fa.alerts = nil
+	fa.alerts, fb.alerts = nil, nil
 	for i := 300; i < 600; i++ {
 		for _, s := range []string{"m-1", "d-1"} {
 			ra, rb := fa.at(s, at(i), series[i]), fb.at(s, at(i), series[i])

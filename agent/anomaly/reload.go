@@ -31,7 +31,8 @@ func (e *Engine) SetRules(rules []Rule, now time.Time, alerts []agent.Alert) ([]
 				alerts[len(alerts)-1].Reason += " (rule changed by a config reload)"
 			}
 		}
-		delete(e.sensors, id) // a timer-wheel entry of it is skipped in Tick
+		s.dropped = true // a slot or timer-wheel entry of it is stale
+		delete(e.sensors, id)
 	}
 	return alerts, nil
 }
