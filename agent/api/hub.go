@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"math"
 	"net/http"
 	"path"
 	"strconv"
@@ -169,7 +168,8 @@ type Message struct {
 	Alert   *agent.Alert `json:"alert,omitempty"`
 }
 
-// WSReading is a processed reading on the live stream; T is Unix ms.
+// WSReading is a processed reading on the live stream; T is Unix ms. The
+// hub writes it by hand (encodeReading); a test keeps the two the same.
 type WSReading struct {
 	Sensor   string      `json:"sensor"`
 	Kind     string      `json:"kind,omitempty"`
@@ -240,19 +240,6 @@ func (h *Hub) Observe(rs []agent.Result, as []agent.Alert) {
 			h.sendLocked(c, b)
 		}
 	}
-}
-
-func encodeReading(r *agent.Result) []byte {
-	m := WSReading{Sensor: r.Sensor, Kind: r.Kind, Unit: r.Unit, T: r.Time.UnixMilli(), V: r.Value,
-		Raw: r.Raw, Score: r.Score, Detector: r.Detector, Flags: r.Flags}
-	if r.Band != (agent.Band{}) && !math.IsInf(r.Band.Lo, 0) && !math.IsInf(r.Band.Hi, 0) {
-		m.Band = &[2]float64{r.Band.Lo, r.Band.Hi}
-	}
-	b, err := json.Marshal(Message{Type: "reading", Reading: &m})
-	if err != nil { // a non-finite value: nothing a viewer can plot
-		return nil
-	}
-	return b
 }
 
 // sendLocked offers b to c without blocking; h.mu is held for reading.
