@@ -223,30 +223,38 @@ func TestPipeline_Close_rejectsLateSubmits(t *testing.T) {
 	}
 }
 
+// Sensors spread over two shards: each is found by id, with its own summary.
 func TestPipeline_Inspect(t *testing.T) {
 	p := agent.NewPipeline(agent.PipelineOptions{Shards: 2})
 	p.Start()
 	defer p.Close(context.Background())
 	ts := time.Unix(1_700_000_000, 0)
-	c := agent.NewCommit(1)
-	if err := p.Submit(context.Background(), agent.Reading{Sensor: "t1", Kind: "temperature", Value: 21.5, Time: ts, Commit: c}); err != nil {
-		t.Fatal(err)
+	const n = 5
+	c := agent.NewCommit(n)
+	for i := range n {
+		r := agent.Reading{Sensor: fmt.Sprintf("t%d", i), Kind: "temperature", Value: 20 + float64(i), Time: ts, Commit: c}
+		if err := p.Submit(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := c.Wait(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	var got agent.SensorInfo
-	if err := p.Inspect(context.Background(), "t1", func(info agent.SensorInfo, _ agent.Stage) { got = info }); err != nil {
-		t.Fatal(err)
-	}
-	if got.Value != 21.5 || got.Kind != "temperature" || !got.Time.Equal(ts) || got.Readings != 1 {
-		t.Errorf("Inspect(t1) = %+v", got)
+	for i := range n {
+		var got agent.SensorInfo
+		id := fmt.Sprintf("t%d", i)
+		if err := p.Inspect(context.Background(), id, func(info agent.SensorInfo, _ agent.Stage) { got = info }); err != nil {
+			t.Fatal(err)
+		}
+		if got.ID != id || got.Value != 20+float64(i) || got.Kind != "temperature" || !got.Time.Equal(ts) || got.Readings != 1 {
+			t.Errorf("Inspect(%s) = %+v", id, got)
+		}
 	}
 	if err := p.Inspect(context.Background(), "nope", func(agent.SensorInfo, agent.Stage) {}); !errors.Is(err, agent.ErrNotFound) {
 		t.Errorf("Inspect(unknown) = %v; want ErrNotFound", err)
 	}
 	all, err := p.Sensors(context.Background())
-	if err != nil || len(all) != 1 || all[0].ID != "t1" {
+	if err != nil || len(all) != n || all[0].ID != "t0" || all[n-1].ID != "t4" {
 		t.Errorf("Sensors() = %v, %v", all, err)
 	}
 }
