@@ -43,7 +43,7 @@ type Options struct {
 }
 
 // Engine runs the rules' filters, detectors and alert lifecycles for the
-// sensors of one shard. It implements agent.Stage and agent.Snapshotter.
+// sensors of one shard. It implements agent.SlotStage and agent.Snapshotter.
 // All methods must be called from the one goroutine that owns the shard.
 type Engine struct {
 	gateway string
