@@ -433,8 +433,10 @@ const partSensors = 128
 // with an empty from. Deleting reads each key's page and the commit reads
 // them again to free them, each read mapping up to 16 cached pages around
 // it: deleting a max-rate fold's ~10,000 keys in one transaction mapped
-// ~50 MB of the file, the agent's RSS peak.
-const deleteKeys = 2048
+// ~50 MB of the file, the agent's RSS peak. 1024 rather than 2048: peak RSS
+// at max rate 2 MB lower (median of 8 pairs), CPU and bytes written per
+// reading unchanged.
+const deleteKeys = 1024
 
 // dropKeys is how many journal keys a fold's gather walks between drops of
 // the file mapping (dropMapped): its walks over a max-rate fold's ~10,000
