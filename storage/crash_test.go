@@ -32,6 +32,14 @@ func TestCrashChild(t *testing.T) {
 		t.Skip("child of TestDB_crash only")
 	}
 	run, _ := strconv.Atoi(os.Getenv(crashEnv + "_RUN"))
+	// the parent's t0: this process's own is an hour later when the two
+	// start on either side of the hour
+	t0ns, err := strconv.ParseInt(os.Getenv(crashEnv+"_T0"), 10, 64)
+	if err != nil {
+		fmt.Println("ERR t0:", err)
+		os.Exit(2)
+	}
+	t0 := time.Unix(0, t0ns).UTC()
 	db, err := storage.Open(path, storage.Options{Outbox: true})
 	if err != nil {
 		fmt.Println("ERR", err)
@@ -136,7 +144,8 @@ func TestDB_crash(t *testing.T) {
 func runAndKill(t *testing.T, path string, run, acks int) (lastSeq, lastAlert int) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.v=false")
-	cmd.Env = append(os.Environ(), crashEnv+"="+path, fmt.Sprintf("%s_RUN=%d", crashEnv, run))
+	cmd.Env = append(os.Environ(), crashEnv+"="+path, fmt.Sprintf("%s_RUN=%d", crashEnv, run),
+		fmt.Sprintf("%s_T0=%d", crashEnv, t0.UnixNano()))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
