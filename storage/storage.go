@@ -75,9 +75,11 @@ func Open(path string, opts Options) (*DB, error) {
 		// the file. Each page bbolt reads through its mapping brings up
 		// to 15 cached neighbours with it (the kernel's fault-around), so
 		// scattered pages cost RSS: at the end of a fold's delete of
-		// 2,048 journal keys the agent's file pages (the binary's 13 MB
-		// included) were 28-38 MB with the map, 21-24 MB with the array. The array's costs (a scan for a multi-page run, a merge
-		// of the sorted list per commit) are small at our file sizes: in
+		// 2,048 journal keys (the bound then; 1,024 since) the agent's
+		// file pages (the binary's 13 MB included) were 28-38 MB with the
+		// map, 21-24 MB with the array. The array's costs (a scan for a
+		// multi-page run, a merge of the sorted list per commit) are
+		// small at our file sizes: in
 		// paired max-rate runs the agent used less CPU with it, not more
 		// (docs/performance.md, round 10).
 		FreelistType:   bolt.FreelistArrayType,
