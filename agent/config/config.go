@@ -17,6 +17,7 @@ import (
 type Config struct {
 	GatewayID string         `yaml:"gateway_id"`
 	DataDir   string         `yaml:"data_dir"`
+	CPUs      int            `yaml:"cpus"` // GOMAXPROCS; 0: Go's default (every CPU, or the cgroup's quota)
 	Log       LogConfig      `yaml:"log"`
 	MQTT      MQTTConfig     `yaml:"mqtt"`
 	Ingest    IngestConfig   `yaml:"ingest"`
@@ -48,6 +49,7 @@ func Default() Config {
 	return Config{
 		GatewayID: host,
 		DataDir:   "/var/lib/edgeagent",
+		CPUs:      1,
 		Log:       LogConfig{Level: "info", Format: "text"},
 		MQTT:      defaultMQTT(),
 		Ingest:    defaultIngest(),
@@ -108,6 +110,9 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		add("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	if c.CPUs < 0 || c.CPUs > 1024 {
+		add("cpus", "%d must be between 0 (every CPU) and 1024", c.CPUs)
 	}
 	if c.Pipeline.Shards < 0 || c.Pipeline.Shards > 256 {
 		add("pipeline.shards", "%d must be between 0 (one per CPU) and 256", c.Pipeline.Shards)

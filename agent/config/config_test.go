@@ -25,6 +25,9 @@ func TestParse_defaults(t *testing.T) {
 	if cfg.GatewayID == "" {
 		t.Error("gateway_id default is empty; want the host name")
 	}
+	if cfg.CPUs != 1 {
+		t.Errorf("cpus default = %d; want 1", cfg.CPUs)
+	}
 }
 
 // TestParse_broken has one broken config per row and the key its error must name.
@@ -53,6 +56,7 @@ func TestParse_broken(t *testing.T) {
 		{"empty data dir", "data_dir: \"\"\n", "data_dir: must not be empty"},
 		{"log level", "log: {level: loud}\n", "log.level: \"loud\""},
 		{"log format", "log: {format: xml}\n", "log.format: \"xml\""},
+		{"cpus", "cpus: -1\n", "cpus: -1 must be between 0"},
 		{"shards", "pipeline: {shards: -1}\n", "pipeline.shards:"},
 		{"http listen", "http: {listen: \"8080\"}\n", "http.listen: missing port"},
 		{"commit interval", "storage: {commit_interval: 0s}\n", "storage.commit_interval:"},

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/edgeagent/edgeagent/agent/config"
 	"github.com/edgeagent/edgeagent/agent/loadgen"
 	"github.com/edgeagent/edgeagent/broker"
 )
@@ -111,6 +113,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if len(baselines) != 1 {
 			return fmt.Errorf("bench: --bare-serve serves one --baseline, not %q", *baseline)
 		}
+		// the agent's default runtime, so that the ratio compares pipelines
+		setCPUs(config.Default().CPUs, os.Getenv("GOMAXPROCS"), runtime.GOMAXPROCS)
 		return serveBare(ctx, o.Clients, *baseline, stdout)
 	}
 	var bareReps []benchReport

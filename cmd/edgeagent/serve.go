@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,6 +48,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	level := new(slog.LevelVar)
 	logger := newLeveledLogger(cfg.Log, level, stderr)
+	if env := os.Getenv("GOMAXPROCS"); env != "" && env != strconv.Itoa(cfg.CPUs) {
+		logger.Info("GOMAXPROCS from the environment overrides cpus", "GOMAXPROCS", env, "cpus", cfg.CPUs)
+	}
+	setCPUs(cfg.CPUs, os.Getenv("GOMAXPROCS"), runtime.GOMAXPROCS)
 	notifier := sdnotify.FromEnv()
 	watchdog, err := sdnotify.WatchdogInterval()
 	if err != nil {
@@ -89,6 +95,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	stopLoop()
 	loop.Wait()
 	return app.Close()
+}
+
+// setCPUs applies the config key cpus (how many CPUs run the agent's Go
+// code at once) through gomaxprocs, unless the GOMAXPROCS environment
+// variable (env) already did; 0 keeps Go's default: every CPU, or the
+// cgroup's CPU quota. The default is one: at max rate on two CPUs shared
+// with a load generator, two cost a fifth more CPU a reading, spent handing
+// readings between goroutines on different CPUs (docs/performance.md,
+// round 12).
+func setCPUs(cpus int, env string, gomaxprocs func(int) int) {
+	if env == "" && cpus > 0 {
+		gomaxprocs(cpus)
+	}
 }
 
 // startExtended runs app.Start while asking systemd for more time than
@@ -434,7 +453,7 @@ func (a *App) Start(ctx context.Context) error {
 	a.statusStop = stopStatus
 	a.bg.Go(func() { a.reportStatus(sctx, 10*time.Second) })
 	a.log.Info("edgeagent started", "version", version, "gateway", cfg.GatewayID,
-		"mqtt", a.MQTTAddr(), "http", a.HTTPAddr(), "data", dbPath)
+		"mqtt", a.MQTTAddr(), "http", a.HTTPAddr(), "data", dbPath, "cpus", runtime.GOMAXPROCS(0))
 	return nil
 }
 

@@ -89,3 +89,37 @@ func TestServe_underSystemd(t *testing.T) {
 		t.Errorf("exit after SIGTERM: %v", err)
 	}
 }
+
+// TestServe_cpus: the agent runs its Go code on cpus CPUs (GOMAXPROCS),
+// one by default, and the GOMAXPROCS environment variable overrides it.
+func TestServe_cpus(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildAgent(t, "amd64", "")
+	for _, tt := range []struct {
+		name, config, env, want string
+	}{
+		{"default", "", "GOMAXPROCS=", "cpus=1"},
+		{"configured", "cpus: 2\n", "GOMAXPROCS=", "cpus=2"},
+		{"environment wins", "cpus: 1\n", "GOMAXPROCS=2", "cpus=2"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfgPath := filepath.Join(dir, "edgeagent.yaml")
+			writeConfig(t, cfgPath, fmt.Sprintf("gateway_id: cpus-gw\ndata_dir: %s\nhttp: {listen: \"127.0.0.1:0\"}\n"+
+				"mqtt: {listen: \"127.0.0.1:0\"}\n%s", filepath.Join(dir, "data"), tt.config))
+			p := startAgent(t, []string{bin, "serve", "--config", cfgPath}, tt.env)
+			if line := p.waitLog(t, "edgeagent started"); !strings.Contains(line, " "+tt.want+" ") && !strings.HasSuffix(line, " "+tt.want) {
+				t.Errorf("started line %q; want %s", line, tt.want)
+			}
+			if tt.env == "GOMAXPROCS=2" {
+				p.waitLog(t, "GOMAXPROCS from the environment overrides cpus", "GOMAXPROCS=2", "cpus=1")
+			}
+			p.signal(t, syscall.SIGTERM)
+			if err := p.wait(t); err != nil {
+				t.Fatalf("exit: %v", err)
+			}
+		})
+	}
+}
