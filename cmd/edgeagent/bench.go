@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -114,7 +113,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("bench: --bare-serve serves one --baseline, not %q", *baseline)
 		}
 		// the agent's default runtime, so that the ratio compares pipelines
-		setCPUs(config.Default().CPUs, os.Getenv("GOMAXPROCS"), runtime.GOMAXPROCS)
+		setCPUs(config.Default().CPUs)
 		return serveBare(ctx, o.Clients, *baseline, stdout)
 	}
 	var bareReps []benchReport

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,10 +47,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	level := new(slog.LevelVar)
 	logger := newLeveledLogger(cfg.Log, level, stderr)
-	if env := os.Getenv("GOMAXPROCS"); env != "" && env != strconv.Itoa(cfg.CPUs) {
+	if env := setCPUs(cfg.CPUs); env != "" {
 		logger.Info("GOMAXPROCS from the environment overrides cpus", "GOMAXPROCS", env, "cpus", cfg.CPUs)
 	}
-	setCPUs(cfg.CPUs, os.Getenv("GOMAXPROCS"), runtime.GOMAXPROCS)
 	notifier := sdnotify.FromEnv()
 	watchdog, err := sdnotify.WatchdogInterval()
 	if err != nil {
@@ -97,17 +95,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return app.Close()
 }
 
-// setCPUs applies the config key cpus (how many CPUs run the agent's Go
-// code at once) through gomaxprocs, unless the GOMAXPROCS environment
-// variable (env) already did; 0 keeps Go's default: every CPU, or the
-// cgroup's CPU quota. The default is one: at max rate on two CPUs shared
-// with a load generator, two cost a fifth more CPU a reading, spent handing
-// readings between goroutines on different CPUs (docs/performance.md,
-// round 12).
-func setCPUs(cpus int, env string, gomaxprocs func(int) int) {
-	if env == "" && cpus > 0 {
-		gomaxprocs(cpus)
+// setCPUs applies the config key cpus, how many CPUs run the agent's Go code
+// at once (GOMAXPROCS), unless the GOMAXPROCS environment variable is set:
+// then it returns that. 0 keeps Go's default: every CPU, or the cgroup's CPU
+// quota. The default is one: at max rate on two CPUs shared with the load
+// generator, two cost a fifth more CPU a reading, while the bare broker,
+// which hands nothing between goroutines, costs the same with either
+// (docs/performance.md, round 12).
+func setCPUs(cpus int) (env string) {
+	if env = os.Getenv("GOMAXPROCS"); env == "" && cpus > 0 {
+		runtime.GOMAXPROCS(cpus)
 	}
+	return env
 }
 
 // startExtended runs app.Start while asking systemd for more time than
