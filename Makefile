@@ -48,7 +48,7 @@ bench: build ## Micro-benchmarks and end-to-end runs (agent vs bare broker, same
 	  $(GO) test -run '^$$' -bench 'App_endToEnd' -benchtime 100000x -count 3 ./cmd/edgeagent/ && \
 	  DUR=15s bench/e2e.sh; } 2>&1 | tee bench/results.txt
 
-soak: build ## 30 min at 5,000 readings/s over 5,000 sensors with alerts; CSV in bench/soak.csv; fails on growth (not in make test)
+soak: deps build ## 30 min at 5,000 readings/s over 5,000 sensors with alerts; CSV in bench/soak.csv; fails on growth (not in make test)
 	SOAK_DURATION=30m SOAK_CSV=$(CURDIR)/bench/soak.csv $(GO) test -run '^TestSoak$$' -count 1 -timeout 45m -v ./cmd/edgeagent/
 
 lint: ## gofmt, go vet, staticcheck
