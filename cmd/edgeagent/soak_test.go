@@ -175,15 +175,16 @@ wait:
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	// With the uplink up again, the outbox drains to empty. The transitions
-	// are read in the same scrape as the forwarded count: the engine's tick
-	// can add one after the load stops, before the final sample.
+	// With the uplink up again, the outbox drains to empty and every alert
+	// transition has been forwarded. The counts are read in one scrape; a
+	// transition is counted when the engine emits it and enters the outbox
+	// at the next commit, so an empty outbox alone can be a moment early.
 	var outbox, forwarded, transitions float64
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		if m, err := loadgen.Scrape(ctx, metricsURL); err == nil {
 			outbox, forwarded = m.Sum("edgeagent_outbox_depth"), m.Sum("edgeagent_upstream_published_total")
 			transitions = m.Sum("edgeagent_alerts_total")
-			if outbox == 0 {
+			if outbox == 0 && forwarded >= transitions {
 				break
 			}
 		}
@@ -198,6 +199,9 @@ wait:
 		flapEvery, peakOutbox, outbox, forwarded, transitions)
 	if outbox != 0 {
 		t.Errorf("outbox holds %.0f entries 30 s after the uplink came back", outbox)
+	}
+	if forwarded != transitions {
+		t.Errorf("%.0f alert messages forwarded for %.0f alert transitions", forwarded, transitions)
 	}
 
 	t.Logf("published %d in %v (%.0f/s), processed %.0f, rejected %.0f; CSV %s", rr.res.Published,
